@@ -1,0 +1,120 @@
+//! Smooth weighted round robin (nginx's algorithm), precomputed.
+//!
+//! nginx keeps a mutable `current_weight` per member and walks them under a lock. The sequence
+//! it produces is periodic with period `sum(weights) / gcd`, so we compute one period once and
+//! hand out positions with an atomic counter: the same exact, interleaved order, lock-free.
+//! Periods longer than [`MAX_PERIOD`] are scaled down proportionally (documented approximation).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::{Strategy, first_accepted};
+
+/// Longest precomputed period; 65,536 entries of u32 is 256 KiB per weighted tier.
+pub const MAX_PERIOD: u64 = 1 << 16;
+
+#[derive(Debug)]
+pub struct Weighted {
+    n: usize,
+    sequence: Vec<u32>,
+    next: AtomicUsize,
+}
+
+impl Weighted {
+    pub fn new(weights: &[u32]) -> Self {
+        let reduced = reduce(weights);
+        Self {
+            n: weights.len(),
+            sequence: smooth_sequence(&reduced),
+            next: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Strategy for Weighted {
+    fn pick(&self, _: &dyn Fn(usize) -> u64, accept: &dyn Fn(usize) -> bool) -> Option<usize> {
+        let len = self.sequence.len();
+        if len == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % len;
+        for k in 0..len {
+            let i = self.sequence[(start + k) % len] as usize;
+            if accept(i) {
+                return Some(i);
+            }
+        }
+        // Every member in the sequence refused; members absent from it (none today) would be
+        // found by a plain scan.
+        first_accepted(self.n, 0, accept)
+    }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// Divide by the common divisor; scale down if the period would still exceed `MAX_PERIOD`.
+fn reduce(weights: &[u32]) -> Vec<u64> {
+    let w: Vec<u64> = weights.iter().map(|&w| u64::from(w.max(1))).collect();
+    let g = w.iter().copied().fold(0, gcd).max(1);
+    let mut w: Vec<u64> = w.into_iter().map(|x| x / g).collect();
+    let total: u64 = w.iter().sum();
+    if total > MAX_PERIOD {
+        w = w
+            .into_iter()
+            .map(|x| (x * MAX_PERIOD / total).max(1))
+            .collect();
+    }
+    w
+}
+
+/// One period of nginx's smooth weighted round robin.
+fn smooth_sequence(weights: &[u64]) -> Vec<u32> {
+    let total: i64 = weights.iter().map(|&w| w as i64).sum();
+    let mut current = vec![0i64; weights.len()];
+    let mut out = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    for _ in 0..total {
+        let mut best = 0;
+        for (i, &w) in weights.iter().enumerate() {
+            current[i] += w as i64;
+            if current[i] > current[best] {
+                best = i;
+            }
+        }
+        current[best] -= total;
+        out.push(best as u32);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_1_2_3_over_6_picks_are_exact_and_interleaved() {
+        let w = Weighted::new(&[1, 2, 3]);
+        let picks: Vec<_> = (0..6).map(|_| w.pick(&|_| 0, &|_| true).unwrap()).collect();
+        // nginx's order for {a:1, b:2, c:3}: c b a c b c — never three in a row.
+        assert_eq!(picks, [2, 1, 0, 2, 1, 2]);
+    }
+
+    #[test]
+    fn common_divisors_and_huge_weights_keep_the_ratio() {
+        let w = Weighted::new(&[100, 200]);
+        assert_eq!(w.sequence.len(), 3);
+        let big = Weighted::new(&[u32::MAX, u32::MAX / 2]);
+        assert!(big.sequence.len() as u64 <= MAX_PERIOD + 2);
+        let zeros = big.sequence.iter().filter(|&&i| i == 0).count() as f64;
+        assert!((zeros / big.sequence.len() as f64 - 2.0 / 3.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn excluded_members_are_skipped() {
+        let w = Weighted::new(&[1, 2, 3]);
+        for _ in 0..12 {
+            assert_ne!(w.pick(&|_| 0, &|i| i != 2), Some(2));
+        }
+        assert_eq!(w.pick(&|_| 0, &|_| false), None);
+    }
+}

@@ -1,0 +1,200 @@
+//! Configuration: the TOML tree of seed 004 (`_registry.toml`, `providers/`, `pools/`,
+//! `task-groups/`, `wrappers/`) loaded into one validated, fully resolved [`Config`].
+//!
+//! - `raw`: serde mirrors of each file, syntax only.
+//! - `env`: `${VAR:default}` injection into string values.
+//! - `source`: a directory on disk, or the demo tree embedded in the binary.
+//! - `resolve`: raw → [`Config`]; every reference resolved, every problem reported as
+//!   `file:key: reason`, all of them at once.
+//!
+//! A [`Config`] cannot hold a dangling reference: routes point at instances by index.
+
+mod env;
+mod raw;
+mod resolve;
+mod source;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+pub use source::{DEMO, DirSource, EmbeddedSource, Source};
+
+use crate::balance::StrategyKind;
+use crate::mock::Behavior;
+
+/// A validated configuration. Built once per load; never mutated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from, for logs.
+    pub origin: String,
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    /// Every upstream instance; [`MemberSpec::instance`] indexes this.
+    pub instances: Vec<InstanceSpec>,
+    /// Every routable name, in a stable order (wrappers, pools, groups, echelons, models,
+    /// instances).
+    pub routes: Vec<RouteSpec>,
+}
+
+/// One upstream endpoint serving one model.
+#[derive(Debug, Clone)]
+pub struct InstanceSpec {
+    pub id: String,
+    /// `provider:model`, as task groups reference it.
+    pub model_ref: String,
+    pub provider: String,
+    /// The name sent upstream in `model`.
+    pub upstream_model: String,
+    pub endpoint: Endpoint,
+    pub api_key: Option<Secret>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub timeout: Duration,
+    pub weight: NonZeroU32,
+    pub price: Price,
+}
+
+/// How an instance is reached.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Endpoint {
+    /// Any OpenAI-compatible server; `base_url` ends before `/chat/completions`, no trailing `/`.
+    OpenAi { base_url: String },
+    /// A built-in mock upstream the gateway runs in-process on loopback.
+    Mock(Behavior),
+}
+
+/// Price per 1,000 tokens, in the operator's currency.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Price {
+    pub input_per_1k: f64,
+    pub output_per_1k: f64,
+}
+
+/// A credential; never printed.
+#[derive(Clone, PartialEq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// What a routing name refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteKind {
+    Wrapper,
+    Pool,
+    TaskGroup,
+    Echelon,
+    Model,
+    Instance,
+}
+
+impl RouteKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Wrapper => "wrapper",
+            Self::Pool => "pool",
+            Self::TaskGroup => "task_group",
+            Self::Echelon => "echelon",
+            Self::Model => "model",
+            Self::Instance => "instance",
+        }
+    }
+}
+
+/// A routing name and the tiers it tries, in order.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub name: String,
+    pub kind: RouteKind,
+    /// Never empty; each tier has at least one member.
+    pub tiers: Vec<TierSpec>,
+}
+
+/// A set of interchangeable instances and the strategy that spreads requests over them.
+#[derive(Debug, Clone)]
+pub struct TierSpec {
+    /// `group.echelon`, pool or model name: what logs call this tier.
+    pub label: String,
+    pub strategy: StrategyKind,
+    pub members: Vec<MemberSpec>,
+    /// Distinct instances tried in this tier before moving on (at least 1).
+    pub max_attempts: u32,
+    /// Per-attempt timeout overriding the instance's own.
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberSpec {
+    pub instance: usize,
+    pub weight: NonZeroU32,
+}
+
+/// One problem found while loading: `file:key: reason`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    pub file: String,
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file, self.reason)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.key, self.reason)
+        }
+    }
+}
+
+/// Why a config tree was refused: every problem found, not just the first.
+#[derive(Debug, thiserror::Error)]
+#[error("config {origin} is invalid:\n{}", .issues.iter().map(|i| format!("  {i}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    pub origin: String,
+    pub issues: Vec<Issue>,
+}
+
+impl Config {
+    /// Load and validate the tree under `dir`.
+    pub fn load_dir(dir: impl Into<PathBuf>) -> Result<Self, ConfigError> {
+        Self::load(&DirSource(dir.into()))
+    }
+
+    /// Load the demo tree bundled in the binary.
+    pub fn demo() -> Result<Self, ConfigError> {
+        Self::load(&EmbeddedSource(&DEMO))
+    }
+
+    /// Load and validate a tree, reading environment variables for `${VAR}` injection.
+    pub fn load(source: &dyn Source) -> Result<Self, ConfigError> {
+        resolve::load(source, &|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::load`] with an explicit environment (tests).
+    pub fn load_with_env(
+        source: &dyn Source,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        resolve::load(source, env)
+    }
+}
+
+#[cfg(test)]
+mod tests;

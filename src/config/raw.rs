@@ -1,0 +1,217 @@
+//! Serde mirrors of the TOML files, exactly as seed 004 lays them out.
+//!
+//! These types only describe syntax; nothing here is validated. `resolve` turns them into the
+//! validated [`super::Config`]. Unknown keys are tolerated here (strict/lenient validation is
+//! the configuration-system issue's job); every field the seeds name is accepted.
+
+#![allow(dead_code, reason = "fields the seeds define that later issues (limits, health, metrics) consume")]
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// `_registry.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Registry {
+    pub registry: RegistryMeta,
+    pub server: Server,
+    pub providers: BTreeMap<String, FileRef>,
+    pub pools: BTreeMap<String, FileRef>,
+    pub task_groups: BTreeMap<String, FileRef>,
+    pub wrappers: BTreeMap<String, FileRef>,
+    pub global: toml::Table,
+    pub dependencies: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RegistryMeta {
+    pub version: Option<String>,
+    pub description: Option<String>,
+}
+
+/// `[server]` in `_registry.toml`: the gateway's own HTTP edge.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Server {
+    pub listen: Option<String>,
+    pub max_body_bytes: Option<u64>,
+    /// Seconds; per attempt, when neither instance nor echelon sets one.
+    pub timeout: Option<f64>,
+}
+
+/// `name = { file = "...", enabled = true }`.
+#[derive(Debug, Deserialize)]
+pub struct FileRef {
+    pub file: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `providers/*.toml`.
+#[derive(Debug, Deserialize)]
+pub struct ProviderFile {
+    pub provider: Provider,
+    #[serde(default)]
+    pub models: BTreeMap<String, Model>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Provider {
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub base_url: Option<String>,
+    pub api_key: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub timeout: Option<f64>,
+    pub mock: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Model {
+    pub upstream_model: Option<String>,
+    pub weight: Option<u32>,
+    pub price: Price,
+    pub timeout: Option<f64>,
+    pub instances: Vec<Instance>,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(default)]
+pub struct Price {
+    pub input_per_1k: f64,
+    pub output_per_1k: f64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Instance {
+    pub id: Option<String>,
+    pub base_url: Option<String>,
+    pub api_key: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub weight: Option<u32>,
+    pub timeout: Option<f64>,
+    pub price: Option<Price>,
+    pub mock: Option<toml::Value>,
+}
+
+/// `pools/*.toml`.
+#[derive(Debug, Deserialize)]
+pub struct PoolFile {
+    pub pool: Pool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Pool {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub task_groups: Vec<String>,
+    #[serde(default)]
+    pub rotation_strategy: RotationStrategy,
+    #[serde(default)]
+    pub health_check: toml::Table,
+    #[serde(default)]
+    pub fallback: PoolFallback,
+    #[serde(default)]
+    pub rate_limiting: toml::Table,
+    #[serde(default)]
+    pub metrics: toml::Table,
+    #[serde(default)]
+    pub metadata: toml::Table,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RotationStrategy {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub options: StrategyOptions,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct StrategyOptions {
+    /// Keyed by `group.echelon` (seed 004's thinking pool).
+    pub weights: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PoolFallback {
+    pub strategy: Option<String>,
+    pub max_instance_attempts: Option<u32>,
+    pub fallback_pools: Vec<String>,
+}
+
+/// `task-groups/*.toml`.
+#[derive(Debug, Deserialize)]
+pub struct TaskGroupFile {
+    pub task_group: TaskGroup,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TaskGroup {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub fallback_strategy: Option<String>,
+    #[serde(default)]
+    pub circuit_breaker: toml::Table,
+    #[serde(default)]
+    pub fallback: GroupFallback,
+    pub echelons: BTreeMap<String, Echelon>,
+    #[serde(default)]
+    pub metrics: toml::Table,
+    #[serde(default)]
+    pub metadata: toml::Table,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct GroupFallback {
+    pub strategy: Option<String>,
+    pub fallback_groups: Vec<String>,
+    pub max_attempts: Option<u32>,
+    pub retry_delay: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Echelon {
+    pub models: Vec<String>,
+    pub strategy: Option<String>,
+    pub concurrency_limit: Option<u32>,
+    pub rpm_limit: Option<u32>,
+    pub priority: Option<i64>,
+    pub timeout: Option<f64>,
+    pub max_retries: Option<u32>,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u32>,
+}
+
+/// `wrappers/*.toml`.
+#[derive(Debug, Deserialize)]
+pub struct WrapperFile {
+    #[serde(default)]
+    pub wrappers: BTreeMap<String, Wrapper>,
+    #[serde(default)]
+    pub global: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Wrapper {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub pool_name: Option<String>,
+    pub task_group_name: Option<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub description: Option<String>,
+}

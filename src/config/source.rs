@@ -1,0 +1,53 @@
+//! Where config files come from: a directory on disk, or the demo tree embedded in the binary.
+
+use std::path::{Component, Path, PathBuf};
+
+use include_dir::{Dir, include_dir};
+
+/// The bundled demo config (`examples/demo/`), served when `serve` gets no `--config`.
+pub static DEMO: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/examples/demo");
+
+/// A read-only tree of config files addressed by relative path (`pools/fast-pool.toml`).
+pub trait Source: Send + Sync {
+    /// The file's text, or a human-readable reason it could not be read.
+    fn read(&self, path: &str) -> Result<String, String>;
+    /// Where this tree lives, for messages.
+    fn describe(&self) -> String;
+}
+
+/// Files under a directory.
+pub struct DirSource(pub PathBuf);
+
+impl Source for DirSource {
+    fn read(&self, path: &str) -> Result<String, String> {
+        let rel = Path::new(path);
+        let escapes = rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir));
+        if escapes {
+            return Err("the path must stay inside the config directory".to_owned());
+        }
+        std::fs::read_to_string(self.0.join(rel)).map_err(|e| e.to_string())
+    }
+
+    fn describe(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+/// Files embedded at build time.
+pub struct EmbeddedSource(pub &'static Dir<'static>);
+
+impl Source for EmbeddedSource {
+    fn read(&self, path: &str) -> Result<String, String> {
+        let file = self
+            .0
+            .get_file(path)
+            .ok_or("no such file in the embedded config")?;
+        file.contents_utf8()
+            .map(str::to_owned)
+            .ok_or_else(|| "the file is not UTF-8".to_owned())
+    }
+
+    fn describe(&self) -> String {
+        "embedded demo config".to_owned()
+    }
+}

@@ -1,0 +1,257 @@
+//! Loading the demo tree and refusing broken ones with `file:key: reason`.
+
+use std::collections::HashMap;
+
+use super::*;
+
+/// An in-memory tree for tests.
+struct Files(HashMap<&'static str, String>);
+
+impl Source for Files {
+    fn read(&self, path: &str) -> Result<String, String> {
+        self.0.get(path).cloned().ok_or_else(|| "No such file or directory".to_owned())
+    }
+    fn describe(&self) -> String {
+        "test tree".to_owned()
+    }
+}
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+/// A small valid tree: one provider with two instances, one group, one pool, one wrapper.
+fn tree() -> HashMap<&'static str, String> {
+    let mut f = HashMap::new();
+    f.insert(
+        "_registry.toml",
+        r#"
+        [providers]
+        up = { file = "providers/up.toml" }
+        [pools]
+        p = { file = "pools/p.toml" }
+        [task_groups]
+        g = { file = "task-groups/g.toml" }
+        [wrappers]
+        w = { file = "wrappers/w.toml" }
+        "#
+        .to_owned(),
+    );
+    f.insert(
+        "providers/up.toml",
+        r#"
+        [provider]
+        type = "openai"
+        base_url = "http://127.0.0.1:9/v1/"
+        api_key = "${KEY:sk-default}"
+        [models.m]
+        upstream_model = "real-m"
+        [[models.m.instances]]
+        id = "m-1"
+        [[models.m.instances]]
+        id = "m-2"
+        weight = 3
+        [models.solo]
+        "#
+        .to_owned(),
+    );
+    f.insert(
+        "task-groups/g.toml",
+        r#"
+        [task_group]
+        fallback_strategy = "echelon_down"
+        [task_group.fallback]
+        fallback_groups = ["g.e2"]
+        [task_group.echelons.e2]
+        models = ["up:solo"]
+        priority = 2
+        [task_group.echelons.e1]
+        models = ["up:m"]
+        priority = 1
+        "#
+        .to_owned(),
+    );
+    f.insert(
+        "pools/p.toml",
+        r#"
+        [pool]
+        task_groups = ["g"]
+        [pool.rotation_strategy]
+        type = "weighted"
+        [pool.rotation_strategy.options]
+        weights = { "g.e1" = 2 }
+        "#
+        .to_owned(),
+    );
+    f.insert(
+        "wrappers/w.toml",
+        r#"
+        [wrappers]
+        fast = { type = "pool", pool_name = "p" }
+        grp = { type = "task_group", task_group_name = "g" }
+        "#
+        .to_owned(),
+    );
+    f
+}
+
+fn load(files: HashMap<&'static str, String>) -> Result<Config, ConfigError> {
+    Config::load_with_env(&Files(files), &no_env)
+}
+
+fn issues(files: HashMap<&'static str, String>) -> Vec<String> {
+    load(files)
+        .unwrap_err()
+        .issues
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn the_bundled_demo_is_valid() {
+    let demo = Config::demo().unwrap();
+    assert_eq!(demo.instances.len(), 8);
+    let kinds: Vec<RouteKind> = demo.routes.iter().map(|r| r.kind).collect();
+    for kind in [
+        RouteKind::Wrapper,
+        RouteKind::Pool,
+        RouteKind::TaskGroup,
+        RouteKind::Echelon,
+        RouteKind::Model,
+        RouteKind::Instance,
+    ] {
+        assert!(kinds.contains(&kind), "demo has no {kind:?} route");
+    }
+}
+
+#[test]
+fn resolves_every_kind_of_routing_name() {
+    let c = load(tree()).unwrap();
+    let route = |name: &str| c.routes.iter().find(|r| r.name == name).unwrap();
+    let ids = |t: &TierSpec| -> Vec<&str> {
+        t.members.iter().map(|m| c.instances[m.instance].id.as_str()).collect()
+    };
+    // Echelons sorted by priority, not by name.
+    let g = route("g");
+    assert_eq!(g.kind, RouteKind::TaskGroup);
+    assert_eq!(g.tiers.iter().map(|t| t.label.as_str()).collect::<Vec<_>>(), ["g.e1", "g.e2"]);
+    assert_eq!(ids(&g.tiers[0]), ["m-1", "m-2"]);
+    // Pool: all echelons flattened, weights multiplied by the pool's group.echelon weight.
+    let p = route("p");
+    assert_eq!(ids(&p.tiers[0]), ["m-1", "m-2", "up:solo"]);
+    let weights: Vec<u32> = p.tiers[0].members.iter().map(|m| m.weight.get()).collect();
+    assert_eq!(weights, [2, 6, 1]);
+    assert_eq!(p.tiers[0].strategy, StrategyKind::Weighted);
+    assert_eq!(route("fast").kind, RouteKind::Wrapper);
+    assert_eq!(route("grp").tiers.len(), 2);
+    assert_eq!(route("g.e2").kind, RouteKind::Echelon);
+    assert_eq!(route("up:m").kind, RouteKind::Model);
+    assert_eq!(route("m-2").kind, RouteKind::Instance);
+    // The single implicit instance of up:solo shares the model's name and route.
+    assert_eq!(route("up:solo").kind, RouteKind::Model);
+    assert_eq!(c.routes.iter().filter(|r| r.name == "up:solo").count(), 1);
+    // Env default injected, trailing slash trimmed, upstream name applied.
+    let m1 = &c.instances[0];
+    assert_eq!(m1.api_key.as_ref().unwrap().expose(), "sk-default");
+    assert_eq!(m1.endpoint, Endpoint::OpenAi { base_url: "http://127.0.0.1:9/v1".into() });
+    assert_eq!(m1.upstream_model, "real-m");
+    assert_eq!(format!("{:?}", m1.api_key), "Some(Secret(***))");
+}
+
+#[test]
+fn dangling_references_name_file_and_key() {
+    let mut f = tree();
+    f.insert(
+        "task-groups/g.toml",
+        r#"
+        [task_group]
+        [task_group.fallback]
+        fallback_groups = ["nope.e1"]
+        [task_group.echelons.e1]
+        models = ["up:m", "up:missing", "ghost:x"]
+        "#
+        .to_owned(),
+    );
+    f.insert("wrappers/w.toml", "[wrappers]\nfast = { type = \"pool\", pool_name = \"nowhere\" }\n".to_owned());
+    let found = issues(f);
+    let expect = [
+        "task-groups/g.toml:task_group.echelons.e1.models[1]: unknown model \"up:missing\": provider \"up\" has no model \"missing\" (it has: m, solo)",
+        "task-groups/g.toml:task_group.echelons.e1.models[2]: unknown model \"ghost:x\": no provider \"ghost\" is registered in _registry.toml",
+        "task-groups/g.toml:task_group.fallback.fallback_groups[0]: unknown task group or group.echelon \"nope.e1\": it is not registered in _registry.toml",
+        "wrappers/w.toml:wrappers.fast.pool_name: unknown pool \"nowhere\": it is not registered in _registry.toml",
+    ];
+    for e in expect {
+        assert!(found.iter().any(|f| f == e), "missing {e:?} in {found:#?}");
+    }
+}
+
+#[test]
+fn reports_syntax_types_env_and_missing_files() {
+    let mut f = tree();
+    f.insert("pools/p.toml", "[pool\ntask_groups = 1".to_owned());
+    f.insert(
+        "providers/up.toml",
+        "[provider]\ntype = \"openai\"\nbase_url = \"${UPSTREAM_URL}\"\n[models.m]\nweight = \"heavy\"\n".to_owned(),
+    );
+    f.remove("wrappers/w.toml");
+    let found = issues(f);
+    let has = |needle: &str| found.iter().any(|f| f.contains(needle));
+    assert!(has("pools/p.toml: invalid TOML: line 1"), "{found:#?}");
+    assert!(has("providers/up.toml:provider.base_url: environment variable UPSTREAM_URL is not set"), "{found:#?}");
+    assert!(has("providers/up.toml:models.m.weight: invalid type"), "{found:#?}");
+    assert!(has("wrappers/w.toml: cannot read file"), "{found:#?}");
+}
+
+#[test]
+fn refuses_bad_values_and_clashing_names() {
+    let mut f = tree();
+    f.insert(
+        "providers/up.toml",
+        r#"
+        [provider]
+        type = "openai"
+        base_url = "ftp://x"
+        [models.m]
+        weight = 0
+        [models.g]
+        "#
+        .to_owned(),
+    );
+    f.insert(
+        "pools/p.toml",
+        "[pool]\ntask_groups = [\"g\"]\n[pool.rotation_strategy]\ntype = \"fastest\"\n".to_owned(),
+    );
+    let found = issues(f);
+    let has = |needle: &str| found.iter().any(|f| f.contains(needle));
+    assert!(has("providers/up.toml:provider.base_url: \"ftp://x\" must be an http:// or https:// URL"), "{found:#?}");
+    assert!(has("pools/p.toml:pool.rotation_strategy.type: unknown strategy \"fastest\""), "{found:#?}");
+    let mut f = tree();
+    f.insert(
+        "wrappers/w.toml",
+        "[wrappers]\np = { type = \"task_group\", task_group_name = \"g\" }\n".to_owned(),
+    );
+    let found = issues(f);
+    assert!(found.iter().any(|f| f.contains("routing name \"p\" is both a wrapper and a pool")), "{found:#?}");
+}
+
+#[test]
+fn disabled_entries_are_not_routable_and_references_say_so() {
+    let mut f = tree();
+    f.insert(
+        "_registry.toml",
+        r#"
+        [providers]
+        up = { file = "providers/up.toml" }
+        [pools]
+        p = { file = "pools/p.toml", enabled = false }
+        [task_groups]
+        g = { file = "task-groups/g.toml" }
+        [wrappers]
+        w = { file = "wrappers/w.toml" }
+        "#
+        .to_owned(),
+    );
+    let found = issues(f);
+    assert!(found.iter().any(|f| f == "wrappers/w.toml:wrappers.fast.pool_name: pool \"p\" is disabled in _registry.toml"), "{found:#?}");
+}

@@ -1,0 +1,168 @@
+//! The `switchyard` command: `serve`, `validate`, `mock`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use switchyard::config::Config;
+use switchyard::gateway::Gateway;
+use switchyard::mock::{self, MockArgs};
+use switchyard::telemetry::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "An OpenAI-compatible LLM gateway")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "SWITCHYARD_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Log level or filter (`info`, `debug`, `switchyard=debug`); RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "info", env = "SWITCHYARD_LOG")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway. Without --config it serves the bundled demo (mock upstreams, no keys).
+    Serve {
+        /// Config directory holding _registry.toml.
+        #[arg(long, env = "SWITCHYARD_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to listen on; overrides [server] listen (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
+        #[arg(long, default_value_t = 30)]
+        drain_seconds: u64,
+    },
+    /// Check a config directory and print every problem as `file:key: reason`.
+    Validate {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run a mock OpenAI-compatible upstream.
+    Mock(MockArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format, &cli.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> ExitCode {
+    match command {
+        Command::Validate { config } => match Config::load_dir(&config) {
+            Ok(c) => {
+                say(&format!(
+                    "config {} is valid: {} routes, {} instances",
+                    c.origin,
+                    c.routes.len(),
+                    c.instances.len()
+                ));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                for issue in &e.issues {
+                    eprintln!("{issue}");
+                }
+                eprintln!("config {} is invalid: {} problem(s)", e.origin, e.issues.len());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Mock(args) => match mock::run(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: mock upstream failed: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve {
+            config,
+            listen,
+            drain_seconds,
+        } => serve(config, listen, Duration::from_secs(drain_seconds)).await,
+    }
+}
+
+async fn serve(dir: Option<PathBuf>, listen: Option<SocketAddr>, drain: Duration) -> ExitCode {
+    let loaded = match &dir {
+        Some(dir) => Config::load_dir(dir),
+        None => Config::demo(),
+    };
+    let config = match loaded {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listen.unwrap_or(config.listen);
+    let (routes, instances, origin) = (config.routes.len(), config.instances.len(), config.origin.clone());
+    let gateway = match Gateway::start(config).await {
+        Ok(gateway) => gateway,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("error: cannot listen on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bound = listener.local_addr().unwrap_or(addr);
+    tracing::info!(%bound, %origin, routes, instances, "switchyard started");
+    say(&format!("switchyard listening on http://{bound} ({origin}: {routes} routes, {instances} instances)"));
+    match switchyard::server::serve(listener, gateway, shutdown_signal(), drain).await {
+        Ok(()) => {
+            tracing::info!("switchyard stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: server failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One line on stdout (the address line tests and scripts read).
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

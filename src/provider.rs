@@ -1,0 +1,94 @@
+//! Provider adapters: how to speak to one kind of upstream API.
+//!
+//! Adapters are sans-I/O: they build the upstream request and classify what came back; the one
+//! place that does network I/O is `upstream`. Members:
+//! - `openai`: any OpenAI-compatible server (OpenAI, DeepSeek, Moonshot, Qwen compatible mode,
+//!   Ollama `/v1`, vLLM, llama.cpp) and the built-in mock.
+
+mod openai;
+
+use bytes::Bytes;
+use http::StatusCode;
+
+pub use openai::OpenAi;
+
+use crate::config::InstanceSpec;
+
+/// Which OpenAI API operation a request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Chat,
+    Completions,
+    Embeddings,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Chat => "chat",
+            Self::Completions => "completions",
+            Self::Embeddings => "embeddings",
+        }
+    }
+}
+
+/// Why an attempt failed, in the classes health checks and retries reason about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// No connection (refused, reset, DNS): the instance is down.
+    Connect,
+    /// No response head, or the stream stalled, within the timeout.
+    Timeout,
+    /// 429: the provider is rate limiting us.
+    RateLimited,
+    /// 401/403: our credential for this instance is wrong.
+    Auth,
+    /// 5xx or another status the client did not cause.
+    Server,
+    /// A 2xx whose body is not what the API promises.
+    Malformed,
+    /// A 4xx caused by the client's own request; passed back, never retried elsewhere.
+    Client,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::RateLimited => "rate_limited",
+            Self::Auth => "auth",
+            Self::Server => "server",
+            Self::Malformed => "malformed",
+            Self::Client => "client",
+        }
+    }
+
+    /// Whether another instance may succeed where this one failed.
+    pub fn retryable(self) -> bool {
+        !matches!(self, Self::Client)
+    }
+}
+
+/// Translates between the OpenAI-shaped API switchyard serves and one upstream API.
+pub trait Adapter: Send + Sync {
+    /// The upstream request for one attempt; `body` already carries the upstream model name.
+    fn request(
+        &self,
+        base_url: &str,
+        instance: &InstanceSpec,
+        op: Operation,
+        body: Bytes,
+    ) -> http::Request<Bytes>;
+
+    /// Classify a non-2xx status.
+    fn classify(&self, status: StatusCode) -> ErrorClass {
+        match status.as_u16() {
+            401 | 403 => ErrorClass::Auth,
+            408 => ErrorClass::Timeout,
+            429 => ErrorClass::RateLimited,
+            400..=499 => ErrorClass::Client,
+            _ => ErrorClass::Server,
+        }
+    }
+}

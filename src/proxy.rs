@@ -1,0 +1,222 @@
+//! The request path: walk a route's tiers, pick an instance with the tier's strategy, send,
+//! and fail over to another instance on a retryable error. Nothing has been sent to the client
+//! until an attempt succeeds, so failover is invisible to it.
+//!
+//! - `stream`: Server-Sent Events passed through chunk by chunk, with accounting.
+//! - `reply`: reading and checking a whole (non-streamed) upstream reply.
+
+mod reply;
+mod stream;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::response::Response;
+use http::{HeaderValue, StatusCode, header};
+
+use crate::error::Error;
+use crate::provider::ErrorClass;
+use crate::request::ClientRequest;
+use crate::snapshot::Snapshot;
+use crate::stats::Outcome;
+use crate::upstream::{AttemptError, Instance, Upstream};
+
+/// Largest non-streamed upstream reply accepted (64 MiB: far above any chat or embedding reply).
+const MAX_REPLY_BYTES: usize = 64 << 20;
+
+/// What the access log line and response headers say about a request.
+pub(crate) struct Trace {
+    pub route: Arc<str>,
+    pub started: Instant,
+    pub attempts: u32,
+    pub tried: Vec<usize>,
+}
+
+pub async fn forward(
+    upstream: &Upstream,
+    snap: Arc<Snapshot>,
+    req: ClientRequest,
+) -> Result<Response, Error> {
+    let Some(route) = snap.route(&req.model).cloned() else {
+        return Err(Error::ModelNotFound(req.model));
+    };
+    let mut trace = Trace {
+        route: route.name.as_str().into(),
+        started: Instant::now(),
+        attempts: 0,
+        tried: Vec::with_capacity(4),
+    };
+    let mut last: Option<(Arc<Instance>, AttemptError)> = None;
+    for tier in &route.tiers {
+        for _ in 0..tier.max_attempts {
+            let in_flight = |i: usize| snap.instances[tier.members[i]].in_flight();
+            let untried = |i: usize| !trace.tried.contains(&tier.members[i]);
+            let Some(pick) = tier.strategy.pick(&in_flight, &untried) else {
+                break;
+            };
+            let instance = Arc::clone(&snap.instances[tier.members[pick]]);
+            trace.tried.push(instance.index);
+            trace.attempts += 1;
+            let timeout = tier.timeout.unwrap_or(instance.spec.timeout);
+            match attempt(upstream, &snap, &req, &instance, timeout, &trace).await {
+                Ok(response) => return Ok(response),
+                // Client faults come back as responses, so every error here is the instance's.
+                Err(e) => {
+                    snap.recorder.record(instance.index, Outcome::Failure(e.class));
+                    tracing::warn!(
+                        route = %trace.route,
+                        tier = %tier.label,
+                        instance = %instance.spec.id,
+                        class = e.class.as_str(),
+                        detail = %e.detail,
+                        "attempt failed"
+                    );
+                    last = Some((instance, e));
+                }
+            }
+        }
+    }
+    Err(final_error(&snap, &trace, last))
+}
+
+/// One attempt on one instance: a finished response, or why this instance failed.
+async fn attempt(
+    upstream: &Upstream,
+    snap: &Arc<Snapshot>,
+    req: &ClientRequest,
+    instance: &Arc<Instance>,
+    timeout: std::time::Duration,
+    trace: &Trace,
+) -> Result<Response, AttemptError> {
+    let guard = instance.start();
+    let body = req.body_for(&instance.spec.upstream_model);
+    let request = instance
+        .adapter
+        .request(&instance.base_url, &instance.spec, req.op, body);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let response = upstream.send(request, timeout).await?;
+    let status = response.status();
+    if !status.is_success() {
+        let class = instance.adapter.classify(status);
+        let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+        let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+        let body = reply::read_body(response, MAX_REPLY_BYTES, deadline)
+            .await
+            .unwrap_or_default();
+        if class == ErrorClass::Client {
+            // The client's own mistake: hand the provider's answer back unchanged.
+            log_done(trace, instance, status, false, None, "client_error");
+            return Ok(respond(status, content_type, body.into(), trace, instance));
+        }
+        return Err(AttemptError {
+            class,
+            detail: format!("upstream answered {status}: {}", reply::snippet(&body)),
+            retry_after,
+        });
+    }
+    if req.stream && reply::is_event_stream(&response) {
+        return stream::start(response, guard, snap, trace, deadline, timeout).await;
+    }
+    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    let body = reply::read_body(response, MAX_REPLY_BYTES, deadline).await?;
+    let usage = reply::check(&body)?;
+    snap.recorder.record(instance.index, usage.outcome());
+    log_done(trace, instance, status, false, Some(usage), "ok");
+    drop(guard);
+    Ok(respond(status, content_type, body.into(), trace, instance))
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: Option<HeaderValue>,
+    body: Body,
+    trace: &Trace,
+    instance: &Instance,
+) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        content_type.unwrap_or(HeaderValue::from_static("application/json")),
+    );
+    add_trace_headers(headers, trace, instance);
+    response
+}
+
+pub(crate) fn add_trace_headers(headers: &mut http::HeaderMap, trace: &Trace, instance: &Instance) {
+    if let Ok(v) = HeaderValue::from_str(&trace.route) {
+        headers.insert("x-switchyard-route", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&instance.spec.id) {
+        headers.insert("x-switchyard-instance", v);
+    }
+    headers.insert("x-switchyard-attempts", HeaderValue::from(trace.attempts));
+}
+
+pub(crate) fn log_done(
+    trace: &Trace,
+    instance: &Instance,
+    status: StatusCode,
+    stream: bool,
+    usage: Option<reply::Usage>,
+    outcome: &str,
+) {
+    let usage = usage.unwrap_or_default();
+    tracing::info!(
+        target: "switchyard::access",
+        route = %trace.route,
+        instance = %instance.spec.id,
+        attempts = trace.attempts,
+        status = status.as_u16(),
+        latency_ms = trace.started.elapsed().as_secs_f64() * 1e3,
+        stream,
+        prompt_tokens = usage.prompt_tokens,
+        completion_tokens = usage.completion_tokens,
+        outcome,
+        "request"
+    );
+}
+
+fn final_error(snap: &Snapshot, trace: &Trace, last: Option<(Arc<Instance>, AttemptError)>) -> Error {
+    let Some((instance, e)) = last else {
+        return Error::Upstream {
+            route: trace.route.to_string(),
+            class: ErrorClass::Connect,
+            detail: "no instance is available".to_owned(),
+            retry_after: None,
+        };
+    };
+    let tried: Vec<&str> = trace
+        .tried
+        .iter()
+        .filter_map(|&i| snap.instances.get(i))
+        .map(|i| i.spec.id.as_str())
+        .collect();
+    let error = Error::Upstream {
+        route: trace.route.to_string(),
+        class: e.class,
+        detail: format!(
+            "all {} attempts failed (tried {}); last: instance {:?}: {} ({})",
+            trace.attempts,
+            tried.join(", "),
+            instance.spec.id,
+            e.detail,
+            e.class.as_str()
+        ),
+        retry_after: e.retry_after,
+    };
+    tracing::warn!(
+        target: "switchyard::access",
+        route = %trace.route,
+        instance = %instance.spec.id,
+        attempts = trace.attempts,
+        status = error.status().as_u16(),
+        latency_ms = trace.started.elapsed().as_secs_f64() * 1e3,
+        class = e.class.as_str(),
+        outcome = "failed",
+        "request"
+    );
+    error
+}

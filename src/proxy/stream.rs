@@ -1,0 +1,283 @@
+//! Streaming replies: Server-Sent Events forwarded chunk by chunk as they arrive, never
+//! buffered whole. The first chunk is awaited before anything reaches the client, so an
+//! instance that stalls or answers garbage before its first event is failed over like any
+//! other. After that the stream is committed: a later upstream failure ends it with an
+//! OpenAI-style error event and `[DONE]`.
+//!
+//! A light scanner watches the `data:` lines going past for `[DONE]` and `usage`, without
+//! re-framing or copying the chunks it forwards.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use http::{HeaderValue, StatusCode, header};
+
+use super::reply::{self, Usage};
+use super::{Trace, add_trace_headers, log_done};
+use crate::error::Error;
+use crate::provider::ErrorClass;
+use crate::snapshot::Snapshot;
+use crate::stats::{Outcome, Recorder};
+use crate::upstream::{AttemptError, InFlight, transport_error};
+
+/// Longest partial SSE line kept between chunks (1 MiB); longer lines are not scanned.
+const MAX_LINE: usize = 1 << 20;
+const DONE: &[u8] = b"data: [DONE]\n\n";
+
+type Chunks = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+pub(super) async fn start(
+    response: reqwest::Response,
+    guard: InFlight,
+    snap: &Arc<Snapshot>,
+    trace: &Trace,
+    deadline: tokio::time::Instant,
+    idle: Duration,
+) -> Result<Response, AttemptError> {
+    let status = response.status();
+    let mut chunks: Chunks = Box::pin(response.bytes_stream());
+    let first = match tokio::time::timeout_at(deadline, chunks.next()).await {
+        Err(_) => {
+            return Err(AttemptError::new(
+                ErrorClass::Timeout,
+                "no stream event before the timeout",
+            ));
+        }
+        Ok(None) => {
+            return Err(AttemptError::new(
+                ErrorClass::Malformed,
+                "stream ended before its first event",
+            ));
+        }
+        Ok(Some(Err(e))) => return Err(transport_error(&e)),
+        Ok(Some(Ok(chunk))) => chunk,
+    };
+    if !looks_like_sse(&first) {
+        return Err(AttemptError::new(
+            ErrorClass::Malformed,
+            format!("stream is not Server-Sent Events: {}", reply::snippet(&first)),
+        ));
+    }
+    let mut scan = Scan::default();
+    scan.feed(&first);
+    let mut headers = http::HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    add_trace_headers(&mut headers, trace, guard.instance());
+    let live = Live {
+        chunks,
+        guard,
+        recorder: Arc::clone(&snap.recorder),
+        trace: Trace {
+            route: Arc::clone(&trace.route),
+            started: trace.started,
+            attempts: trace.attempts,
+            tried: Vec::new(),
+        },
+        ttft: trace.started.elapsed(),
+        idle,
+        scan,
+        finished: false,
+    };
+    let body = futures_util::stream::unfold(State::First(first, live), next);
+    let mut out = Response::new(Body::from_stream(body));
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    Ok(out)
+}
+
+enum State {
+    First(Bytes, Live),
+    Live(Live),
+    Done,
+}
+
+async fn next(state: State) -> Option<(Result<Bytes, Infallible>, State)> {
+    let mut live = match state {
+        State::First(first, live) => return Some((Ok(first), State::Live(live))),
+        State::Live(live) => live,
+        State::Done => return None,
+    };
+    match tokio::time::timeout(live.idle, live.chunks.next()).await {
+        Ok(Some(Ok(chunk))) => {
+            live.scan.feed(&chunk);
+            Some((Ok(chunk), State::Live(live)))
+        }
+        Ok(None) if live.scan.done => {
+            live.finish(None);
+            None
+        }
+        Ok(None) => {
+            let e = AttemptError::new(ErrorClass::Malformed, "upstream closed the stream before [DONE]");
+            Some((Ok(live.fail(e)), State::Done))
+        }
+        Ok(Some(Err(e))) => Some((Ok(live.fail(transport_error(&e))), State::Done)),
+        Err(_) => {
+            let e = AttemptError::new(
+                ErrorClass::Timeout,
+                format!("stream stalled: no data for {} ms", live.idle.as_millis()),
+            );
+            Some((Ok(live.fail(e)), State::Done))
+        }
+    }
+}
+
+/// A committed stream: everything needed to account for it when it ends.
+struct Live {
+    chunks: Chunks,
+    guard: InFlight,
+    recorder: Arc<dyn Recorder>,
+    trace: Trace,
+    ttft: Duration,
+    idle: Duration,
+    scan: Scan,
+    finished: bool,
+}
+
+impl Live {
+    /// Record the end of the stream once: `None` for a clean end.
+    fn finish(&mut self, failure: Option<&AttemptError>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let instance = self.guard.instance();
+        let outcome = match failure {
+            Some(e) => Outcome::Failure(e.class),
+            None => self.scan.usage.outcome(),
+        };
+        self.recorder.record(instance.index, outcome);
+        let label = match failure {
+            None => "ok",
+            Some(_) => "stream_failed",
+        };
+        if let Some(e) = failure {
+            tracing::warn!(route = %self.trace.route, instance = %instance.spec.id, class = e.class.as_str(), detail = %e.detail, "stream failed after it started");
+        }
+        log_done(&self.trace, instance, StatusCode::OK, true, Some(self.scan.usage), label);
+        tracing::debug!(ttft_ms = self.ttft.as_secs_f64() * 1e3, "stream timing");
+    }
+
+    /// End the stream with an error event and `[DONE]`.
+    fn fail(&mut self, e: AttemptError) -> Bytes {
+        self.finish(Some(&e));
+        let error = Error::Upstream {
+            route: self.trace.route.to_string(),
+            class: e.class,
+            detail: format!("instance {:?}: {}", self.guard.instance().spec.id, e.detail),
+            retry_after: None,
+        };
+        let mut out = Vec::with_capacity(64 + DONE.len());
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&error.body());
+        out.extend_from_slice(b"\n\n");
+        out.extend_from_slice(DONE);
+        Bytes::from(out)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if !self.finished {
+            // The client went away mid-stream: not the instance's fault.
+            self.finished = true;
+            let instance = self.guard.instance();
+            self.recorder.record(instance.index, self.scan.usage.outcome());
+            log_done(&self.trace, instance, StatusCode::OK, true, Some(self.scan.usage), "client_closed");
+        }
+    }
+}
+
+fn looks_like_sse(chunk: &[u8]) -> bool {
+    let text = chunk.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(chunk);
+    let start = text.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(text.len());
+    let text = &text[start..];
+    [&b"data:"[..], b":", b"event:", b"id:", b"retry:"]
+        .iter()
+        .any(|p| text.starts_with(p))
+        || text.is_empty()
+}
+
+/// Watches SSE lines for `[DONE]` and usage.
+#[derive(Default)]
+struct Scan {
+    partial: Vec<u8>,
+    done: bool,
+    usage: Usage,
+}
+
+impl Scan {
+    fn feed(&mut self, mut chunk: &[u8]) {
+        while let Some(pos) = chunk.iter().position(|&b| b == b'\n') {
+            let (line, rest) = chunk.split_at(pos);
+            chunk = &rest[1..];
+            if self.partial.is_empty() {
+                self.line(line);
+            } else {
+                let mut joined = std::mem::take(&mut self.partial);
+                joined.extend_from_slice(line);
+                self.line(&joined);
+            }
+        }
+        if self.partial.len() + chunk.len() <= MAX_LINE {
+            self.partial.extend_from_slice(chunk);
+        } else {
+            self.partial.clear();
+        }
+    }
+
+    fn line(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(data) = line.strip_prefix(b"data:") else {
+            return;
+        };
+        let data = data.strip_prefix(b" ").unwrap_or(data);
+        if data == b"[DONE]" {
+            self.done = true;
+        } else if contains(data, b"\"usage\"") {
+            if let Some(usage) = reply::usage_in_event(data) {
+                self.usage = usage;
+            }
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scanner_finds_usage_and_done_across_chunk_boundaries() {
+        let events = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n\
+                      data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}\r\n\r\n\
+                      data: [DONE]\n\n";
+        for split in 0..events.len() {
+            let mut scan = Scan::default();
+            scan.feed(&events.as_bytes()[..split]);
+            assert_eq!(scan.done, split >= events.len() - 1, "split at {split}");
+            scan.feed(&events.as_bytes()[split..]);
+            assert!(scan.done, "split at {split}");
+            assert_eq!(scan.usage, Usage { prompt_tokens: 5, completion_tokens: 2 });
+        }
+    }
+
+    #[test]
+    fn recognises_sse_and_rejects_garbage() {
+        assert!(looks_like_sse(b"data: {}\n\n"));
+        assert!(looks_like_sse(b": keep-alive\n\n"));
+        assert!(looks_like_sse(b"\n\nevent: x\n"));
+        assert!(!looks_like_sse(b"this is not json <<<"));
+        assert!(!looks_like_sse(b"{\"error\":1}"));
+    }
+}

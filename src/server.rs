@@ -1,0 +1,173 @@
+//! The HTTP edge: OpenAI-compatible routes, health endpoints, body limits, errors as
+//! OpenAI-style JSON, graceful drain on shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use crate::error::Error;
+use crate::gateway::Gateway;
+use crate::provider::Operation;
+use crate::request::ClientRequest;
+
+/// The gateway's routes.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/completions", post(completions))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(models))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(gateway)
+}
+
+/// Serve until `shutdown` resolves, then stop accepting and wait up to `drain` for in-flight
+/// requests (streams included) to finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!(drain_s = drain.as_secs(), "shutting down: draining in-flight requests");
+        let _ = tx.send(());
+    };
+    let listener = listener.tap_io(|tcp| {
+        // Small SSE frames and short replies must not wait for Nagle's algorithm.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    let server = axum::serve(listener, router(gateway)).with_graceful_shutdown(signal);
+    let deadline = async move {
+        if rx.await.is_ok() {
+            tokio::time::sleep(drain).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server.into_future() => result,
+        () = deadline => {
+            tracing::warn!("drain deadline passed; closing remaining connections");
+            Ok(())
+        }
+    }
+}
+
+async fn chat(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    handle(gw, Operation::Chat, req).await
+}
+
+async fn completions(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    handle(gw, Operation::Completions, req).await
+}
+
+async fn embeddings(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    handle(gw, Operation::Embeddings, req).await
+}
+
+async fn handle(gw: Arc<Gateway>, op: Operation, req: Request) -> Response {
+    let snap = gw.snapshot();
+    let limit = snap.config.max_body_bytes;
+    let result = async {
+        let body = read_body(req, limit).await?;
+        let request = ClientRequest::parse(op, body)?;
+        crate::proxy::forward(&gw.upstream, snap, request).await
+    }
+    .await;
+    match result {
+        Ok(response) => response,
+        Err(e) => {
+            if !matches!(e, Error::Upstream { .. }) {
+                tracing::info!(target: "switchyard::access", op = op.as_str(), status = e.status().as_u16(), error = %e, "request rejected");
+            }
+            e.into_response()
+        }
+    }
+}
+
+async fn read_body(req: Request, limit: usize) -> Result<Bytes, Error> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Error::PayloadTooLarge(limit));
+    }
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(Error::PayloadTooLarge(limit))
+        }
+        Err(e) => Err(Error::BadRequest(format!("could not read the request body: {e}"))),
+    }
+}
+
+async fn models(State(gw): State<Arc<Gateway>>) -> Response {
+    json(StatusCode::OK, gw.snapshot().models_json.clone())
+}
+
+async fn healthz() -> Response {
+    json(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
+}
+
+async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
+    let snap = gw.snapshot();
+    let usable = snap.usable_instances();
+    let status = if usable > 0 && !snap.routes.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
+        "routes": snap.routes.len(),
+        "instances": snap.instances.len(),
+        "usable_instances": usable,
+    });
+    json(status, Bytes::from(body.to_string()))
+}
+
+async fn not_found(req: Request) -> Response {
+    Error::NotFound {
+        method: req.method().to_string(),
+        path: req.uri().path().to_owned(),
+    }
+    .into_response()
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    Error::MethodNotAllowed {
+        method: req.method().to_string(),
+        path: req.uri().path().to_owned(),
+    }
+    .into_response()
+}
+
+fn json(status: StatusCode, body: Bytes) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,95 @@
+//! One loaded config made live: instances, routes, counters. Requests load the current
+//! snapshot once (`Gateway::snapshot`) and never see a mix of two configs; a reload builds a
+//! whole new one and swaps it in atomically.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::config::{Config, Endpoint};
+use crate::provider::OpenAi;
+use crate::route::{Route, RouteTable};
+use crate::stats::{MemoryRecorder, Recorder};
+use crate::upstream::Instance;
+
+pub struct Snapshot {
+    pub config: Arc<Config>,
+    pub instances: Vec<Arc<Instance>>,
+    pub routes: RouteTable,
+    pub recorder: Arc<dyn Recorder>,
+    /// `GET /v1/models`, rendered once.
+    pub models_json: Bytes,
+}
+
+impl Snapshot {
+    /// `mock_urls` maps the id of each `type = "mock"` instance to its running mock's base URL.
+    pub fn build(config: Arc<Config>, mock_urls: &HashMap<String, String>) -> Self {
+        let adapter = Arc::new(OpenAi);
+        let instances = config
+            .instances
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let base_url = match &spec.endpoint {
+                    Endpoint::OpenAi { base_url } => base_url.clone(),
+                    Endpoint::Mock(_) => mock_urls.get(&spec.id).cloned().unwrap_or_default(),
+                };
+                Arc::new(Instance::new(i, spec.clone(), base_url, adapter.clone()))
+            })
+            .collect::<Vec<_>>();
+        let routes = RouteTable::build(&config.routes);
+        let models_json = render_models(&routes);
+        Self {
+            recorder: Arc::new(MemoryRecorder::new(instances.len())),
+            config,
+            instances,
+            routes,
+            models_json,
+        }
+    }
+
+    pub fn route(&self, name: &str) -> Option<&Arc<Route>> {
+        self.routes.get(name)
+    }
+
+    /// Instances that could take a request now.
+    pub fn usable_instances(&self) -> usize {
+        self.instances
+            .iter()
+            .filter(|i| !i.base_url.is_empty())
+            .count()
+    }
+}
+
+fn render_models(routes: &RouteTable) -> Bytes {
+    #[derive(Serialize)]
+    struct List<'a> {
+        object: &'static str,
+        data: Vec<Model<'a>>,
+    }
+    #[derive(Serialize)]
+    struct Model<'a> {
+        id: &'a str,
+        object: &'static str,
+        created: u64,
+        owned_by: &'static str,
+        /// What kind of routing name this is (switchyard extension).
+        switchyard_kind: &'static str,
+    }
+    let list = List {
+        object: "list",
+        data: routes
+            .iter()
+            .map(|r| Model {
+                id: &r.name,
+                object: "model",
+                created: 0,
+                owned_by: "switchyard",
+                switchyard_kind: r.kind.as_str(),
+            })
+            .collect(),
+    };
+    serde_json::to_vec(&list).map(Bytes::from).unwrap_or_default()
+}
