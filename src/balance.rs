@@ -26,8 +26,11 @@ pub use weighted::Weighted;
 pub trait Strategy: Send + Sync + fmt::Debug {
     /// Choose among members `0..n` for which `accept(i)` holds; `None` when none does.
     /// `in_flight(i)` is member `i`'s current number of open requests.
-    fn pick(&self, in_flight: &dyn Fn(usize) -> u64, accept: &dyn Fn(usize) -> bool)
-    -> Option<usize>;
+    fn pick(
+        &self,
+        in_flight: &dyn Fn(usize) -> u64,
+        accept: &dyn Fn(usize) -> bool,
+    ) -> Option<usize>;
 }
 
 /// The strategies a config may name.
@@ -97,6 +100,9 @@ mod tests {
             assert_eq!(name.parse::<StrategyKind>().unwrap().as_str(), *name);
         }
         let err = "fastest".parse::<StrategyKind>().unwrap_err().to_string();
-        assert!(err.contains("\"fastest\"") && err.contains("least_connections"), "{err}");
+        assert!(
+            err.contains("\"fastest\"") && err.contains("least_connections"),
+            "{err}"
+        );
     }
 }

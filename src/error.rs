@@ -14,7 +14,9 @@ pub enum Error {
     #[error("{0}")]
     BadRequest(String),
     /// No routing name matches the requested model.
-    #[error("the model {0:?} does not exist: it is not a wrapper, pool, task group, group.echelon, provider:model or instance id (GET /v1/models lists them)")]
+    #[error(
+        "the model {0:?} does not exist: it is not a wrapper, pool, task group, group.echelon, provider:model or instance id (GET /v1/models lists them)"
+    )]
     ModelNotFound(String),
     #[error("request body exceeds the limit of {0} bytes")]
     PayloadTooLarge(usize),
@@ -104,7 +106,11 @@ impl Error {
         };
         serde_json::to_vec(&envelope)
             .map(Bytes::from)
-            .unwrap_or_else(|_| Bytes::from_static(br#"{"error":{"message":"error","type":"server_error","code":null}}"#))
+            .unwrap_or_else(|_| {
+                Bytes::from_static(
+                    br#"{"error":{"message":"error","type":"server_error","code":null}}"#,
+                )
+            })
     }
 }
 
@@ -149,6 +155,11 @@ mod tests {
         assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
         let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
         assert_eq!(v["error"]["code"], "upstream_unavailable");
-        assert!(v["error"]["message"].as_str().unwrap().contains("fast_pool"));
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("fast_pool")
+        );
     }
 }

@@ -13,10 +13,20 @@ use switchyard::mock::{self, MockArgs};
 use switchyard::telemetry::{self, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "switchyard", version, about = "An OpenAI-compatible LLM gateway")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "An OpenAI-compatible LLM gateway"
+)]
 struct Cli {
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "SWITCHYARD_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "SWITCHYARD_LOG_FORMAT"
+    )]
     log_format: LogFormat,
     /// Log level or filter (`info`, `debug`, `switchyard=debug`); RUST_LOG overrides it.
     #[arg(long, global = true, default_value = "info", env = "SWITCHYARD_LOG")]
@@ -51,7 +61,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format, &cli.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -77,7 +90,11 @@ async fn run(command: Command) -> ExitCode {
                 for issue in &e.issues {
                     eprintln!("{issue}");
                 }
-                eprintln!("config {} is invalid: {} problem(s)", e.origin, e.issues.len());
+                eprintln!(
+                    "config {} is invalid: {} problem(s)",
+                    e.origin,
+                    e.issues.len()
+                );
                 ExitCode::FAILURE
             }
         },
@@ -109,7 +126,11 @@ async fn serve(dir: Option<PathBuf>, listen: Option<SocketAddr>, drain: Duration
         }
     };
     let addr = listen.unwrap_or(config.listen);
-    let (routes, instances, origin) = (config.routes.len(), config.instances.len(), config.origin.clone());
+    let (routes, instances, origin) = (
+        config.routes.len(),
+        config.instances.len(),
+        config.origin.clone(),
+    );
     let gateway = match Gateway::start(config).await {
         Ok(gateway) => gateway,
         Err(e) => {
@@ -126,7 +147,9 @@ async fn serve(dir: Option<PathBuf>, listen: Option<SocketAddr>, drain: Duration
     };
     let bound = listener.local_addr().unwrap_or(addr);
     tracing::info!(%bound, %origin, routes, instances, "switchyard started");
-    say(&format!("switchyard listening on http://{bound} ({origin}: {routes} routes, {instances} instances)"));
+    say(&format!(
+        "switchyard listening on http://{bound} ({origin}: {routes} routes, {instances} instances)"
+    ));
     match switchyard::server::serve(listener, gateway, shutdown_signal(), drain).await {
         Ok(()) => {
             tracing::info!("switchyard stopped");

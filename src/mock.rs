@@ -27,7 +27,9 @@ impl MockHandle {
     }
 }
 pub fn spawn(listener: tokio::net::TcpListener, behavior: Behavior) -> std::io::Result<MockHandle> {
-    Ok(MockHandle { addr: listener.local_addr()? })
+    Ok(MockHandle {
+        addr: listener.local_addr()?,
+    })
 }
 #[derive(clap::Args, Debug, Clone)]
 pub struct MockArgs {

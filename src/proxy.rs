@@ -63,7 +63,8 @@ pub async fn forward(
                 Ok(response) => return Ok(response),
                 // Client faults come back as responses, so every error here is the instance's.
                 Err(e) => {
-                    snap.recorder.record(instance.index, Outcome::Failure(e.class));
+                    snap.recorder
+                        .record(instance.index, Outcome::Failure(e.class));
                     tracing::warn!(
                         route = %trace.route,
                         tier = %tier.label,
@@ -179,7 +180,11 @@ pub(crate) fn log_done(
     );
 }
 
-fn final_error(snap: &Snapshot, trace: &Trace, last: Option<(Arc<Instance>, AttemptError)>) -> Error {
+fn final_error(
+    snap: &Snapshot,
+    trace: &Trace,
+    last: Option<(Arc<Instance>, AttemptError)>,
+) -> Error {
     let Some((instance, e)) = last else {
         return Error::Upstream {
             route: trace.route.to_string(),

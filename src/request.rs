@@ -53,9 +53,9 @@ impl ClientRequest {
         }
         let head: Head<'_> = serde_json::from_slice(&body)
             .map_err(|e| Error::BadRequest(format!("request body is not valid JSON: {e}")))?;
-        let raw_model = head.model.ok_or_else(|| {
-            Error::BadRequest("you must provide a model parameter".to_owned())
-        })?;
+        let raw_model = head
+            .model
+            .ok_or_else(|| Error::BadRequest("you must provide a model parameter".to_owned()))?;
         let model: String = serde_json::from_str(raw_model.get())
             .map_err(|_| Error::BadRequest("`model` must be a string".to_owned()))?;
         if model.is_empty() {
@@ -71,9 +71,7 @@ impl ClientRequest {
                         ));
                     }
                     Some(m) if !m.starts_with('[') => {
-                        return Err(Error::BadRequest(
-                            "`messages` must be an array".to_owned(),
-                        ));
+                        return Err(Error::BadRequest("`messages` must be an array".to_owned()));
                     }
                     Some(m) if m[1..].trim_start().starts_with(']') => {
                         return Err(Error::BadRequest(
@@ -146,7 +144,10 @@ mod tests {
         let out = req.body_for("gpt-4o");
         let expected = body.replace(r#""fast\"pool""#, r#""gpt-4o""#);
         assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
-        assert_eq!(req.body_for("fast\"pool"), Bytes::copy_from_slice(body.as_bytes()));
+        assert_eq!(
+            req.body_for("fast\"pool"),
+            Bytes::copy_from_slice(body.as_bytes())
+        );
     }
 
     #[test]
@@ -166,13 +167,37 @@ mod tests {
             (Operation::Chat, "[1,2]", "JSON object"),
             (Operation::Chat, "", "JSON object"),
             (Operation::Chat, r#"{"messages":[{}]}"#, "model parameter"),
-            (Operation::Chat, r#"{"model":null,"messages":[{}]}"#, "model parameter"),
-            (Operation::Chat, r#"{"model":3,"messages":[{}]}"#, "must be a string"),
+            (
+                Operation::Chat,
+                r#"{"model":null,"messages":[{}]}"#,
+                "model parameter",
+            ),
+            (
+                Operation::Chat,
+                r#"{"model":3,"messages":[{}]}"#,
+                "must be a string",
+            ),
             (Operation::Chat, r#"{"model":"m"}"#, "`messages`"),
-            (Operation::Chat, r#"{"model":"m","messages":{}}"#, "must be an array"),
-            (Operation::Chat, r#"{"model":"m","messages":[ ]}"#, "at least one"),
-            (Operation::Chat, r#"{"model":"m","model":"n","messages":[{}]}"#, "duplicate"),
-            (Operation::Chat, r#"{"model":"m","messages":[{}],"stream":"yes"}"#, "not valid JSON"),
+            (
+                Operation::Chat,
+                r#"{"model":"m","messages":{}}"#,
+                "must be an array",
+            ),
+            (
+                Operation::Chat,
+                r#"{"model":"m","messages":[ ]}"#,
+                "at least one",
+            ),
+            (
+                Operation::Chat,
+                r#"{"model":"m","model":"n","messages":[{}]}"#,
+                "duplicate",
+            ),
+            (
+                Operation::Chat,
+                r#"{"model":"m","messages":[{}],"stream":"yes"}"#,
+                "not valid JSON",
+            ),
             (Operation::Completions, r#"{"model":"m"}"#, "`prompt`"),
             (Operation::Embeddings, r#"{"model":"m"}"#, "`input`"),
         ];

@@ -45,7 +45,10 @@ pub async fn serve(
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
-        tracing::info!(drain_s = drain.as_secs(), "shutting down: draining in-flight requests");
+        tracing::info!(
+            drain_s = drain.as_secs(),
+            "shutting down: draining in-flight requests"
+        );
         let _ = tx.send(());
     };
     let listener = listener.tap_io(|tcp| {
@@ -117,7 +120,9 @@ async fn read_body(req: Request, limit: usize) -> Result<Bytes, Error> {
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             Err(Error::PayloadTooLarge(limit))
         }
-        Err(e) => Err(Error::BadRequest(format!("could not read the request body: {e}"))),
+        Err(e) => Err(Error::BadRequest(format!(
+            "could not read the request body: {e}"
+        ))),
     }
 }
 

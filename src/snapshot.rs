@@ -91,5 +91,7 @@ fn render_models(routes: &RouteTable) -> Bytes {
             })
             .collect(),
     };
-    serde_json::to_vec(&list).map(Bytes::from).unwrap_or_default()
+    serde_json::to_vec(&list)
+        .map(Bytes::from)
+        .unwrap_or_default()
 }

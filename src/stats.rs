@@ -73,7 +73,8 @@ impl Recorder for MemoryRecorder {
                 completion_tokens,
             } => {
                 cell.successes.fetch_add(1, Ordering::Relaxed);
-                cell.prompt_tokens.fetch_add(prompt_tokens, Ordering::Relaxed);
+                cell.prompt_tokens
+                    .fetch_add(prompt_tokens, Ordering::Relaxed);
                 cell.completion_tokens
                     .fetch_add(completion_tokens, Ordering::Relaxed);
             }

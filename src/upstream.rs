@@ -26,7 +26,12 @@ pub struct Instance {
 }
 
 impl Instance {
-    pub fn new(index: usize, spec: InstanceSpec, base_url: String, adapter: Arc<dyn Adapter>) -> Self {
+    pub fn new(
+        index: usize,
+        spec: InstanceSpec,
+        base_url: String,
+        adapter: Arc<dyn Adapter>,
+    ) -> Self {
         Self {
             index,
             spec,
@@ -108,8 +113,9 @@ impl Upstream {
         request: http::Request<Bytes>,
         timeout: Duration,
     ) -> Result<reqwest::Response, AttemptError> {
-        let request = reqwest::Request::try_from(request)
-            .map_err(|e| AttemptError::new(ErrorClass::Connect, format!("bad upstream request: {e}")))?;
+        let request = reqwest::Request::try_from(request).map_err(|e| {
+            AttemptError::new(ErrorClass::Connect, format!("bad upstream request: {e}"))
+        })?;
         match tokio::time::timeout(timeout, self.client.execute(request)).await {
             Err(_) => Err(AttemptError::new(
                 ErrorClass::Timeout,
@@ -132,7 +138,9 @@ pub fn transport_error(e: &reqwest::Error) -> AttemptError {
     };
     let mut detail = match e.url() {
         // Only the host: paths and queries may carry keys.
-        Some(url) => e.to_string().replace(url.as_str(), url.host_str().unwrap_or("upstream")),
+        Some(url) => e
+            .to_string()
+            .replace(url.as_str(), url.host_str().unwrap_or("upstream")),
         None => e.to_string(),
     };
     let mut source = std::error::Error::source(e);
@@ -154,7 +162,12 @@ pub async fn read_body(
     loop {
         let next = tokio::time::timeout_at(deadline, response.chunk()).await;
         match next {
-            Err(_) => return Err(AttemptError::new(ErrorClass::Timeout, "response body did not finish in time")),
+            Err(_) => {
+                return Err(AttemptError::new(
+                    ErrorClass::Timeout,
+                    "response body did not finish in time",
+                ));
+            }
             Ok(Err(e)) => return Err(transport_error(&e)),
             Ok(Ok(None)) => return Ok(buf.freeze()),
             Ok(Ok(Some(chunk))) => {

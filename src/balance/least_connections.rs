@@ -20,7 +20,11 @@ impl LeastConnections {
 }
 
 impl Strategy for LeastConnections {
-    fn pick(&self, in_flight: &dyn Fn(usize) -> u64, accept: &dyn Fn(usize) -> bool) -> Option<usize> {
+    fn pick(
+        &self,
+        in_flight: &dyn Fn(usize) -> u64,
+        accept: &dyn Fn(usize) -> bool,
+    ) -> Option<usize> {
         if self.n == 0 {
             return None;
         }
@@ -61,7 +65,9 @@ mod tests {
     #[test]
     fn ties_rotate() {
         let lc = LeastConnections::new(3);
-        let picks: Vec<_> = (0..6).map(|_| lc.pick(&|_| 1, &|_| true).unwrap()).collect();
+        let picks: Vec<_> = (0..6)
+            .map(|_| lc.pick(&|_| 1, &|_| true).unwrap())
+            .collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
     }
 }

@@ -37,14 +37,18 @@ mod tests {
     #[test]
     fn nine_picks_over_three_give_three_each_in_order() {
         let rr = RoundRobin::new(3);
-        let picks: Vec<_> = (0..9).map(|_| rr.pick(&|_| 0, &|_| true).unwrap()).collect();
+        let picks: Vec<_> = (0..9)
+            .map(|_| rr.pick(&|_| 0, &|_| true).unwrap())
+            .collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2, 0, 1, 2]);
     }
 
     #[test]
     fn skips_members_that_are_not_accepted() {
         let rr = RoundRobin::new(3);
-        let picks: Vec<_> = (0..4).map(|_| rr.pick(&|_| 0, &|i| i != 1).unwrap()).collect();
+        let picks: Vec<_> = (0..4)
+            .map(|_| rr.pick(&|_| 0, &|i| i != 1).unwrap())
+            .collect();
         assert_eq!(picks, [0, 2, 2, 0]);
         assert_eq!(rr.pick(&|_| 0, &|_| false), None);
         assert_eq!(RoundRobin::new(0).pick(&|_| 0, &|_| true), None);

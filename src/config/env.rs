@@ -59,12 +59,12 @@ pub fn expand_str(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resul
             Some((name, default)) => (name, Some(default)),
             None => (expr, None),
         };
-        let valid = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let valid =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !valid {
-            return Err(format!("`${{{expr}}}` is not a valid environment variable reference"));
+            return Err(format!(
+                "`${{{expr}}}` is not a valid environment variable reference"
+            ));
         }
         match (lookup(name), default) {
             (Some(value), _) => out.push_str(&value),
@@ -102,9 +102,21 @@ mod tests {
 
     #[test]
     fn reports_missing_and_malformed_references() {
-        assert!(expand_str("${NOPE}", &env).unwrap_err().contains("NOPE is not set"));
-        assert!(expand_str("${KEY", &env).unwrap_err().contains("unterminated"));
-        assert!(expand_str("${a-b}", &env).unwrap_err().contains("not a valid"));
+        assert!(
+            expand_str("${NOPE}", &env)
+                .unwrap_err()
+                .contains("NOPE is not set")
+        );
+        assert!(
+            expand_str("${KEY", &env)
+                .unwrap_err()
+                .contains("unterminated")
+        );
+        assert!(
+            expand_str("${a-b}", &env)
+                .unwrap_err()
+                .contains("not a valid")
+        );
     }
 
     #[test]

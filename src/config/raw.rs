@@ -4,7 +4,10 @@
 //! validated [`super::Config`]. Unknown keys are tolerated here (strict/lenient validation is
 //! the configuration-system issue's job); every field the seeds name is accepted.
 
-#![allow(dead_code, reason = "fields the seeds define that later issues (limits, health, metrics) consume")]
+#![allow(
+    dead_code,
+    reason = "fields the seeds define that later issues (limits, health, metrics) consume"
+)]
 
 use std::collections::BTreeMap;
 

@@ -90,7 +90,11 @@ impl Loader<'_> {
                     .map(|span| line_col(&text, span.start))
                     .map(|(l, c)| format!("line {l}, column {c}: "))
                     .unwrap_or_default();
-                self.issue(file, "", format!("invalid TOML: {at}{}", e.message().trim()));
+                self.issue(
+                    file,
+                    "",
+                    format!("invalid TOML: {at}{}", e.message().trim()),
+                );
                 return None;
             }
         };
@@ -113,7 +117,11 @@ impl Loader<'_> {
         match Duration::try_from_secs_f64(secs) {
             Ok(d) if !d.is_zero() => Some(d),
             _ => {
-                self.issue(file, key, format!("must be a positive number of seconds, got {secs}"));
+                self.issue(
+                    file,
+                    key,
+                    format!("must be a positive number of seconds, got {secs}"),
+                );
                 None
             }
         }
@@ -180,7 +188,13 @@ impl Loader<'_> {
         let mut models: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         let mut provider_models: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (name, file) in registry.providers.iter().filter(|(_, f)| f.enabled) {
-            self.provider(name, &file.file, default_timeout, &mut instances, &mut models);
+            self.provider(
+                name,
+                &file.file,
+                default_timeout,
+                &mut instances,
+                &mut models,
+            );
             provider_models.insert(name.clone(), Vec::new());
         }
         for model_ref in models.keys() {
@@ -213,7 +227,9 @@ impl Loader<'_> {
         }
         for d in deferred_groups {
             let known = match d.target.split_once('.') {
-                Some((g, e)) => groups.get(g).is_some_and(|es| es.iter().any(|x| x.name == e)),
+                Some((g, e)) => groups
+                    .get(g)
+                    .is_some_and(|es| es.iter().any(|x| x.name == e)),
                 None => groups.contains_key(&d.target),
             };
             if !known {
@@ -262,9 +278,17 @@ impl Loader<'_> {
             for (i, dep) in deps.iter().enumerate() {
                 let key = format!("dependencies.{name}[{i}]");
                 if !registered.contains(dep.as_str()) {
-                    self.issue(REGISTRY, key, format!("depends on {dep:?}, which is not registered"));
+                    self.issue(
+                        REGISTRY,
+                        key,
+                        format!("depends on {dep:?}, which is not registered"),
+                    );
                 } else if disabled.contains(dep.as_str()) && !disabled.contains(name.as_str()) {
-                    self.issue(REGISTRY, key, format!("depends on {dep:?}, which is disabled"));
+                    self.issue(
+                        REGISTRY,
+                        key,
+                        format!("depends on {dep:?}, which is disabled"),
+                    );
                 }
             }
         }
@@ -293,7 +317,11 @@ impl Loader<'_> {
         let p = &pf.provider;
         self.check_name(file, "provider.name", p.name.as_deref(), name);
         if name.contains(':') {
-            self.issue(REGISTRY, format!("providers.{name}"), "a provider name cannot contain ':'");
+            self.issue(
+                REGISTRY,
+                format!("providers.{name}"),
+                "a provider name cannot contain ':'",
+            );
         }
         let mock = match p.kind.as_str() {
             "openai" | "openai_compatible" => false,
@@ -308,7 +336,11 @@ impl Loader<'_> {
             }
         };
         if pf.models.is_empty() {
-            self.issue(file, "models", "the provider defines no models ([models.NAME])");
+            self.issue(
+                file,
+                "models",
+                "the provider defines no models ([models.NAME])",
+            );
         }
         let provider_timeout = self.seconds(p.timeout, file, "provider.timeout");
         for (model_name, model) in &pf.models {
@@ -340,7 +372,10 @@ impl Loader<'_> {
                     self.issue(
                         file,
                         format!("{key}.id"),
-                        format!("instance id {id:?} is already used by model {}", other.model_ref),
+                        format!(
+                            "instance id {id:?} is already used by model {}",
+                            other.model_ref
+                        ),
                     );
                     continue;
                 }
@@ -369,7 +404,11 @@ impl Loader<'_> {
                     }
                 } else {
                     if ri.mock.is_some() || p.mock.is_some() {
-                        self.issue(file, format!("{key}.mock"), "mock settings need type = \"mock\"");
+                        self.issue(
+                            file,
+                            format!("{key}.mock"),
+                            "mock settings need type = \"mock\"",
+                        );
                     }
                     let Some(url) = ri.base_url.as_ref().or(p.base_url.as_ref()) else {
                         self.issue(
@@ -393,9 +432,11 @@ impl Loader<'_> {
                     }
                 };
                 let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
-                let merged = p.headers.iter().map(|h| ("provider.headers", h)).chain(
-                    ri.headers.iter().map(|h| ("headers", h)),
-                );
+                let merged = p
+                    .headers
+                    .iter()
+                    .map(|h| ("provider.headers", h))
+                    .chain(ri.headers.iter().map(|h| ("headers", h)));
                 for (section, (hname, hvalue)) in merged {
                     let hkey = if section == "headers" {
                         format!("{key}.headers.{hname}")
@@ -430,11 +471,13 @@ impl Loader<'_> {
                     input_per_1k: raw_price.input_per_1k,
                     output_per_1k: raw_price.output_per_1k,
                 };
-                if !(price.input_per_1k >= 0.0 && price.output_per_1k >= 0.0)
-                    || !price.input_per_1k.is_finite()
-                    || !price.output_per_1k.is_finite()
-                {
-                    self.issue(file, format!("{key}.price"), "prices must be finite and not negative");
+                let valid = |x: f64| x.is_finite() && x >= 0.0;
+                if !(valid(price.input_per_1k) && valid(price.output_per_1k)) {
+                    self.issue(
+                        file,
+                        format!("{key}.price"),
+                        "prices must be finite and not negative",
+                    );
                 }
                 let api_key = ri
                     .api_key
@@ -442,12 +485,18 @@ impl Loader<'_> {
                     .or(p.api_key.as_ref())
                     .filter(|k| !k.is_empty())
                     .map(|k| Secret::new(k.clone()));
-                models.entry(model_ref.clone()).or_default().push(instances.len());
+                models
+                    .entry(model_ref.clone())
+                    .or_default()
+                    .push(instances.len());
                 instances.push(InstanceSpec {
                     id,
                     model_ref: model_ref.clone(),
                     provider: name.to_owned(),
-                    upstream_model: model.upstream_model.clone().unwrap_or_else(|| model_name.clone()),
+                    upstream_model: model
+                        .upstream_model
+                        .clone()
+                        .unwrap_or_else(|| model_name.clone()),
                     endpoint,
                     api_key,
                     headers,
@@ -474,11 +523,21 @@ impl Loader<'_> {
         ] {
             if let Some(v) = value {
                 if !GROUP_FALLBACKS.contains(&v.as_str()) {
-                    self.issue(file, key, format!("unknown fallback strategy {v:?}; expected one of {GROUP_FALLBACKS:?}"));
+                    self.issue(
+                        file,
+                        key,
+                        format!(
+                            "unknown fallback strategy {v:?}; expected one of {GROUP_FALLBACKS:?}"
+                        ),
+                    );
                 }
             }
         }
-        self.seconds(tg.fallback.retry_delay.filter(|d| *d != 0.0), file, "task_group.fallback.retry_delay");
+        self.seconds(
+            tg.fallback.retry_delay.filter(|d| *d != 0.0),
+            file,
+            "task_group.fallback.retry_delay",
+        );
         for (i, target) in tg.fallback.fallback_groups.iter().enumerate() {
             deferred.push(Deferred {
                 file: file.to_owned(),
@@ -487,7 +546,11 @@ impl Loader<'_> {
             });
         }
         if tg.echelons.is_empty() {
-            self.issue(file, "task_group.echelons", "a task group needs at least one echelon");
+            self.issue(
+                file,
+                "task_group.echelons",
+                "a task group needs at least one echelon",
+            );
             return None;
         }
         let mut echelons = Vec::new();
@@ -497,9 +560,16 @@ impl Loader<'_> {
                 self.issue(file, &key, "an echelon name cannot contain '.'");
             }
             if e.models.is_empty() {
-                self.issue(file, format!("{key}.models"), "an echelon needs at least one model");
+                self.issue(
+                    file,
+                    format!("{key}.models"),
+                    "an echelon needs at least one model",
+                );
             }
-            for (field, value) in [("concurrency_limit", e.concurrency_limit), ("rpm_limit", e.rpm_limit)] {
+            for (field, value) in [
+                ("concurrency_limit", e.concurrency_limit),
+                ("rpm_limit", e.rpm_limit),
+            ] {
                 if value == Some(0) {
                     self.issue(file, format!("{key}.{field}"), "must be greater than 0");
                 }
@@ -531,7 +601,9 @@ impl Loader<'_> {
                         label: format!("{name}.{ename}"),
                         strategy,
                         members,
-                        max_attempts: e.max_retries.map_or(DEFAULT_TIER_ATTEMPTS, |r| r.saturating_add(1)),
+                        max_attempts: e
+                            .max_retries
+                            .map_or(DEFAULT_TIER_ATTEMPTS, |r| r.saturating_add(1)),
                         timeout,
                     },
                 },
@@ -552,7 +624,11 @@ impl Loader<'_> {
         let pool = self.parse::<raw::PoolFile>(file)?.pool;
         self.check_name(file, "pool.name", pool.name.as_deref(), name);
         if pool.task_groups.is_empty() {
-            self.issue(file, "pool.task_groups", "a pool needs at least one task group");
+            self.issue(
+                file,
+                "pool.task_groups",
+                "a pool needs at least one task group",
+            );
             return None;
         }
         let strategy = self.strategy(
@@ -562,7 +638,11 @@ impl Loader<'_> {
         );
         if let Some(s) = &pool.fallback.strategy {
             if !POOL_FALLBACKS.contains(&s.as_str()) {
-                self.issue(file, "pool.fallback.strategy", format!("unknown fallback strategy {s:?}; expected one of {POOL_FALLBACKS:?}"));
+                self.issue(
+                    file,
+                    "pool.fallback.strategy",
+                    format!("unknown fallback strategy {s:?}; expected one of {POOL_FALLBACKS:?}"),
+                );
             }
         }
         for (i, target) in pool.fallback.fallback_pools.iter().enumerate() {
@@ -576,10 +656,16 @@ impl Loader<'_> {
             let wkey = format!("pool.rotation_strategy.options.weights.{key:?}");
             let known = key.split_once('.').is_some_and(|(g, e)| {
                 pool.task_groups.iter().any(|x| x == g)
-                    && groups.get(g).is_some_and(|es| es.iter().any(|x| x.name == e))
+                    && groups
+                        .get(g)
+                        .is_some_and(|es| es.iter().any(|x| x.name == e))
             });
             if !known {
-                self.issue(file, &wkey, format!("{key:?} is not a group.echelon of this pool's task groups"));
+                self.issue(
+                    file,
+                    &wkey,
+                    format!("{key:?} is not a group.echelon of this pool's task groups"),
+                );
             }
             if *value == 0 {
                 self.issue(file, &wkey, "must be at least 1");
@@ -588,7 +674,11 @@ impl Loader<'_> {
         let mut members: Vec<MemberSpec> = Vec::new();
         for (i, group) in pool.task_groups.iter().enumerate() {
             let Some(echelons) = groups.get(group) else {
-                self.issue(file, format!("pool.task_groups[{i}]"), unknown("task group", group, disabled));
+                self.issue(
+                    file,
+                    format!("pool.task_groups[{i}]"),
+                    unknown("task group", group, disabled),
+                );
                 continue;
             };
             for e in echelons {
@@ -603,7 +693,10 @@ impl Loader<'_> {
                 for m in &e.tier.members {
                     if !members.iter().any(|x| x.instance == m.instance) {
                         let weight = m.weight.saturating_mul(factor);
-                        members.push(MemberSpec { instance: m.instance, weight });
+                        members.push(MemberSpec {
+                            instance: m.instance,
+                            weight,
+                        });
                     }
                 }
             }
@@ -636,32 +729,54 @@ impl Loader<'_> {
             let tiers = match w.kind.as_str() {
                 "pool" => {
                     let Some(target) = &w.pool_name else {
-                        self.issue(file, format!("{key}.pool_name"), "missing: a pool wrapper names its pool");
+                        self.issue(
+                            file,
+                            format!("{key}.pool_name"),
+                            "missing: a pool wrapper names its pool",
+                        );
                         continue;
                     };
                     match pools.get(target) {
                         Some(tier) => vec![tier.clone()],
                         None => {
-                            self.issue(file, format!("{key}.pool_name"), unknown("pool", target, disabled));
+                            self.issue(
+                                file,
+                                format!("{key}.pool_name"),
+                                unknown("pool", target, disabled),
+                            );
                             continue;
                         }
                     }
                 }
                 "task_group" => {
                     let Some(target) = &w.task_group_name else {
-                        self.issue(file, format!("{key}.task_group_name"), "missing: a task_group wrapper names its task group");
+                        self.issue(
+                            file,
+                            format!("{key}.task_group_name"),
+                            "missing: a task_group wrapper names its task group",
+                        );
                         continue;
                     };
                     match groups.get(target) {
                         Some(echelons) => echelons.iter().map(|e| e.tier.clone()).collect(),
                         None => {
-                            self.issue(file, format!("{key}.task_group_name"), unknown("task group", target, disabled));
+                            self.issue(
+                                file,
+                                format!("{key}.task_group_name"),
+                                unknown("task group", target, disabled),
+                            );
                             continue;
                         }
                     }
                 }
                 other => {
-                    self.issue(file, format!("{key}.type"), format!("unknown wrapper type {other:?}; expected \"pool\" or \"task_group\""));
+                    self.issue(
+                        file,
+                        format!("{key}.type"),
+                        format!(
+                            "unknown wrapper type {other:?}; expected \"pool\" or \"task_group\""
+                        ),
+                    );
                     continue;
                 }
             };
@@ -687,7 +802,11 @@ impl Loader<'_> {
     ) -> Vec<RouteSpec> {
         let mut routes = wrappers;
         for (name, tier) in pools {
-            routes.push(RouteSpec { name, kind: RouteKind::Pool, tiers: vec![tier] });
+            routes.push(RouteSpec {
+                name,
+                kind: RouteKind::Pool,
+                tiers: vec![tier],
+            });
         }
         let mut echelon_routes = Vec::new();
         for (name, echelons) in groups {
@@ -702,13 +821,20 @@ impl Loader<'_> {
                 });
             }
             let tiers = echelons.into_iter().map(|e| e.tier).collect();
-            routes.push(RouteSpec { name, kind: RouteKind::TaskGroup, tiers });
+            routes.push(RouteSpec {
+                name,
+                kind: RouteKind::TaskGroup,
+                tiers,
+            });
         }
         routes.extend(echelon_routes);
         for (model_ref, list) in models {
             let members = list
                 .iter()
-                .map(|&i| MemberSpec { instance: i, weight: instances[i].weight })
+                .map(|&i| MemberSpec {
+                    instance: i,
+                    weight: instances[i].weight,
+                })
                 .collect();
             routes.push(RouteSpec {
                 name: model_ref.clone(),
@@ -733,7 +859,10 @@ impl Loader<'_> {
                 tiers: vec![TierSpec {
                     label: inst.id.clone(),
                     strategy: StrategyKind::RoundRobin,
-                    members: vec![MemberSpec { instance: i, weight: inst.weight }],
+                    members: vec![MemberSpec {
+                        instance: i,
+                        weight: inst.weight,
+                    }],
                     max_attempts: 1,
                     timeout: None,
                 }],
@@ -782,9 +911,13 @@ impl Lookup<'_> {
                     known.join(", ")
                 ),
                 None if self.disabled.contains(provider) => {
-                    format!("unknown model {name:?}: provider {provider:?} is disabled in {REGISTRY}")
+                    format!(
+                        "unknown model {name:?}: provider {provider:?} is disabled in {REGISTRY}"
+                    )
                 }
-                None => format!("unknown model {name:?}: no provider {provider:?} is registered in {REGISTRY}"),
+                None => format!(
+                    "unknown model {name:?}: no provider {provider:?} is registered in {REGISTRY}"
+                ),
             },
             None => format!("unknown model {name:?}: expected provider:model or an instance id"),
         })
@@ -801,7 +934,8 @@ fn unknown(what: &str, name: &str, disabled: &BTreeSet<&str>) -> String {
 }
 
 fn check_url(url: &str) -> Result<String, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!("{url:?} must be an http:// or https:// URL"));
     }

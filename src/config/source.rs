@@ -21,7 +21,8 @@ pub struct DirSource(pub PathBuf);
 impl Source for DirSource {
     fn read(&self, path: &str) -> Result<String, String> {
         let rel = Path::new(path);
-        let escapes = rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir));
+        let escapes =
+            rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir));
         if escapes {
             return Err("the path must stay inside the config directory".to_owned());
         }

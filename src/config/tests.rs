@@ -9,7 +9,10 @@ struct Files(HashMap<&'static str, String>);
 
 impl Source for Files {
     fn read(&self, path: &str) -> Result<String, String> {
-        self.0.get(path).cloned().ok_or_else(|| "No such file or directory".to_owned())
+        self.0
+            .get(path)
+            .cloned()
+            .ok_or_else(|| "No such file or directory".to_owned())
     }
     fn describe(&self) -> String {
         "test tree".to_owned()
@@ -130,12 +133,18 @@ fn resolves_every_kind_of_routing_name() {
     let c = load(tree()).unwrap();
     let route = |name: &str| c.routes.iter().find(|r| r.name == name).unwrap();
     let ids = |t: &TierSpec| -> Vec<&str> {
-        t.members.iter().map(|m| c.instances[m.instance].id.as_str()).collect()
+        t.members
+            .iter()
+            .map(|m| c.instances[m.instance].id.as_str())
+            .collect()
     };
     // Echelons sorted by priority, not by name.
     let g = route("g");
     assert_eq!(g.kind, RouteKind::TaskGroup);
-    assert_eq!(g.tiers.iter().map(|t| t.label.as_str()).collect::<Vec<_>>(), ["g.e1", "g.e2"]);
+    assert_eq!(
+        g.tiers.iter().map(|t| t.label.as_str()).collect::<Vec<_>>(),
+        ["g.e1", "g.e2"]
+    );
     assert_eq!(ids(&g.tiers[0]), ["m-1", "m-2"]);
     // Pool: all echelons flattened, weights multiplied by the pool's group.echelon weight.
     let p = route("p");
@@ -154,7 +163,12 @@ fn resolves_every_kind_of_routing_name() {
     // Env default injected, trailing slash trimmed, upstream name applied.
     let m1 = &c.instances[0];
     assert_eq!(m1.api_key.as_ref().unwrap().expose(), "sk-default");
-    assert_eq!(m1.endpoint, Endpoint::OpenAi { base_url: "http://127.0.0.1:9/v1".into() });
+    assert_eq!(
+        m1.endpoint,
+        Endpoint::OpenAi {
+            base_url: "http://127.0.0.1:9/v1".into()
+        }
+    );
     assert_eq!(m1.upstream_model, "real-m");
     assert_eq!(format!("{:?}", m1.api_key), "Some(Secret(***))");
 }
@@ -173,7 +187,10 @@ fn dangling_references_name_file_and_key() {
         "#
         .to_owned(),
     );
-    f.insert("wrappers/w.toml", "[wrappers]\nfast = { type = \"pool\", pool_name = \"nowhere\" }\n".to_owned());
+    f.insert(
+        "wrappers/w.toml",
+        "[wrappers]\nfast = { type = \"pool\", pool_name = \"nowhere\" }\n".to_owned(),
+    );
     let found = issues(f);
     let expect = [
         "task-groups/g.toml:task_group.echelons.e1.models[1]: unknown model \"up:missing\": provider \"up\" has no model \"missing\" (it has: m, solo)",
@@ -198,8 +215,14 @@ fn reports_syntax_types_env_and_missing_files() {
     let found = issues(f);
     let has = |needle: &str| found.iter().any(|f| f.contains(needle));
     assert!(has("pools/p.toml: invalid TOML: line 1"), "{found:#?}");
-    assert!(has("providers/up.toml:provider.base_url: environment variable UPSTREAM_URL is not set"), "{found:#?}");
-    assert!(has("providers/up.toml:models.m.weight: invalid type"), "{found:#?}");
+    assert!(
+        has("providers/up.toml:provider.base_url: environment variable UPSTREAM_URL is not set"),
+        "{found:#?}"
+    );
+    assert!(
+        has("providers/up.toml:models.m.weight: invalid type"),
+        "{found:#?}"
+    );
     assert!(has("wrappers/w.toml: cannot read file"), "{found:#?}");
 }
 
@@ -224,15 +247,26 @@ fn refuses_bad_values_and_clashing_names() {
     );
     let found = issues(f);
     let has = |needle: &str| found.iter().any(|f| f.contains(needle));
-    assert!(has("providers/up.toml:provider.base_url: \"ftp://x\" must be an http:// or https:// URL"), "{found:#?}");
-    assert!(has("pools/p.toml:pool.rotation_strategy.type: unknown strategy \"fastest\""), "{found:#?}");
+    assert!(
+        has("providers/up.toml:provider.base_url: \"ftp://x\" must be an http:// or https:// URL"),
+        "{found:#?}"
+    );
+    assert!(
+        has("pools/p.toml:pool.rotation_strategy.type: unknown strategy \"fastest\""),
+        "{found:#?}"
+    );
     let mut f = tree();
     f.insert(
         "wrappers/w.toml",
         "[wrappers]\np = { type = \"task_group\", task_group_name = \"g\" }\n".to_owned(),
     );
     let found = issues(f);
-    assert!(found.iter().any(|f| f.contains("routing name \"p\" is both a wrapper and a pool")), "{found:#?}");
+    assert!(
+        found
+            .iter()
+            .any(|f| f.contains("routing name \"p\" is both a wrapper and a pool")),
+        "{found:#?}"
+    );
 }
 
 #[test]
@@ -253,5 +287,9 @@ fn disabled_entries_are_not_routable_and_references_say_so() {
         .to_owned(),
     );
     let found = issues(f);
-    assert!(found.iter().any(|f| f == "wrappers/w.toml:wrappers.fast.pool_name: pool \"p\" is disabled in _registry.toml"), "{found:#?}");
+    assert!(
+        found.iter().any(|f| f
+            == "wrappers/w.toml:wrappers.fast.pool_name: pool \"p\" is disabled in _registry.toml"),
+        "{found:#?}"
+    );
 }

@@ -32,7 +32,10 @@ impl Adapter for OpenAi {
             *req.uri_mut() = parsed;
         }
         let headers = req.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Some(key) = &instance.api_key {
             if let Ok(mut value) = HeaderValue::try_from(format!("Bearer {}", key.expose())) {
                 value.set_sensitive(true);
@@ -96,7 +99,10 @@ mod tests {
         use http::StatusCode as S;
         assert_eq!(OpenAi.classify(S::BAD_REQUEST), ErrorClass::Client);
         assert_eq!(OpenAi.classify(S::UNAUTHORIZED), ErrorClass::Auth);
-        assert_eq!(OpenAi.classify(S::TOO_MANY_REQUESTS), ErrorClass::RateLimited);
+        assert_eq!(
+            OpenAi.classify(S::TOO_MANY_REQUESTS),
+            ErrorClass::RateLimited
+        );
         assert_eq!(OpenAi.classify(S::BAD_GATEWAY), ErrorClass::Server);
         assert!(!ErrorClass::Client.retryable() && ErrorClass::Connect.retryable());
     }

@@ -69,7 +69,11 @@ pub fn snippet(body: &[u8]) -> String {
     if body.len() > 200 {
         s.push('…');
     }
-    if s.is_empty() { "(empty body)".to_owned() } else { s }
+    if s.is_empty() {
+        "(empty body)".to_owned()
+    } else {
+        s
+    }
 }
 
 #[cfg(test)]
@@ -78,8 +82,17 @@ mod tests {
 
     #[test]
     fn checks_json_and_extracts_usage() {
-        let u = check(br#"{"id":"x","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#).unwrap();
-        assert_eq!(u, Usage { prompt_tokens: 3, completion_tokens: 4 });
+        let u = check(
+            br#"{"id":"x","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            u,
+            Usage {
+                prompt_tokens: 3,
+                completion_tokens: 4
+            }
+        );
         assert_eq!(check(br#"{"data":[]}"#).unwrap(), Usage::default());
         for bad in [&b"this is not json <<<"[..], b"[1]", b"", b"{\"a\":"] {
             let e = check(bad).unwrap_err();

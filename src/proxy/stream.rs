@@ -61,13 +61,19 @@ pub(super) async fn start(
     if !looks_like_sse(&first) {
         return Err(AttemptError::new(
             ErrorClass::Malformed,
-            format!("stream is not Server-Sent Events: {}", reply::snippet(&first)),
+            format!(
+                "stream is not Server-Sent Events: {}",
+                reply::snippet(&first)
+            ),
         ));
     }
     let mut scan = Scan::default();
     scan.feed(&first);
     let mut headers = http::HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     add_trace_headers(&mut headers, trace, guard.instance());
@@ -115,7 +121,10 @@ async fn next(state: State) -> Option<(Result<Bytes, Infallible>, State)> {
             None
         }
         Ok(None) => {
-            let e = AttemptError::new(ErrorClass::Malformed, "upstream closed the stream before [DONE]");
+            let e = AttemptError::new(
+                ErrorClass::Malformed,
+                "upstream closed the stream before [DONE]",
+            );
             Some((Ok(live.fail(e)), State::Done))
         }
         Ok(Some(Err(e))) => Some((Ok(live.fail(transport_error(&e))), State::Done)),
@@ -161,7 +170,14 @@ impl Live {
         if let Some(e) = failure {
             tracing::warn!(route = %self.trace.route, instance = %instance.spec.id, class = e.class.as_str(), detail = %e.detail, "stream failed after it started");
         }
-        log_done(&self.trace, instance, StatusCode::OK, true, Some(self.scan.usage), label);
+        log_done(
+            &self.trace,
+            instance,
+            StatusCode::OK,
+            true,
+            Some(self.scan.usage),
+            label,
+        );
         tracing::debug!(ttft_ms = self.ttft.as_secs_f64() * 1e3, "stream timing");
     }
 
@@ -189,15 +205,26 @@ impl Drop for Live {
             // The client went away mid-stream: not the instance's fault.
             self.finished = true;
             let instance = self.guard.instance();
-            self.recorder.record(instance.index, self.scan.usage.outcome());
-            log_done(&self.trace, instance, StatusCode::OK, true, Some(self.scan.usage), "client_closed");
+            self.recorder
+                .record(instance.index, self.scan.usage.outcome());
+            log_done(
+                &self.trace,
+                instance,
+                StatusCode::OK,
+                true,
+                Some(self.scan.usage),
+                "client_closed",
+            );
         }
     }
 }
 
 fn looks_like_sse(chunk: &[u8]) -> bool {
     let text = chunk.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(chunk);
-    let start = text.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(text.len());
+    let start = text
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(text.len());
     let text = &text[start..];
     [&b"data:"[..], b":", b"event:", b"id:", b"retry:"]
         .iter()
@@ -268,7 +295,13 @@ mod tests {
             assert_eq!(scan.done, split >= events.len() - 1, "split at {split}");
             scan.feed(&events.as_bytes()[split..]);
             assert!(scan.done, "split at {split}");
-            assert_eq!(scan.usage, Usage { prompt_tokens: 5, completion_tokens: 2 });
+            assert_eq!(
+                scan.usage,
+                Usage {
+                    prompt_tokens: 5,
+                    completion_tokens: 2
+                }
+            );
         }
     }
 

@@ -1,0 +1,90 @@
+//! The command line: `validate` and `serve` on the embedded demo.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod common;
+
+use std::process::Command;
+
+use common::{BIN, Proc, Tree, chat_body, client};
+use serde_json::Value;
+
+#[test]
+fn validate_prints_file_key_reason_and_fails_on_a_dangling_reference() {
+    let t = Tree::new();
+    t.file(
+        "_registry.toml",
+        "[providers]\nup = { file = \"up.toml\" }\n[pools]\np = { file = \"p.toml\" }\n",
+    );
+    t.file(
+        "up.toml",
+        "[provider]\ntype = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n[models.m]\n",
+    );
+    t.file("p.toml", "[pool]\ntask_groups = [\"missing_group\"]\n");
+    let out = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(t.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("p.toml:pool.task_groups[0]: unknown task group \"missing_group\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn validate_accepts_the_demo_tree() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo");
+    let out = Command::new(BIN)
+        .args(["validate", "--config", demo])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8(out.stdout).unwrap().contains("is valid"));
+}
+
+#[tokio::test]
+async fn serve_without_config_runs_the_embedded_demo_on_in_process_mocks() {
+    let gw = Proc::start(&["serve", "--listen", "127.0.0.1:0"]);
+    let c = client();
+    let models: Value = c
+        .get(format!("{}/v1/models", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    for name in [
+        "fast",
+        "fast_pool",
+        "thinking_group",
+        "plan_group.echelon1",
+        "mock-openai:gpt-4o",
+        "gpt-4o-east",
+    ] {
+        assert!(ids.contains(&name), "{name} not in {ids:?}");
+    }
+    // plan_group's echelon1 has a down instance (503): every request must still succeed.
+    for _ in 0..4 {
+        let r = c
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&chat_body("plan"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-switchyard-instance"], "deepseek-a");
+    }
+}

@@ -1,0 +1,160 @@
+//! Shared harness for the end-to-end tests: the real `switchyard` binary, started as mock
+//! upstreams and as the gateway on 127.0.0.1 port 0, plus config trees in temp dirs.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test harness: a failed setup step should fail the test loudly"
+)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+/// A child process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT` (no path).
+    pub url: String,
+    pub log: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Proc {
+    /// Start `switchyard ARGS`, wait for its `... listening on http://ADDR` line.
+    pub fn start(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stderr.log");
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = reader.read_to_end(&mut sink);
+        });
+        let Some(start) = line.find("http://") else {
+            let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("switchyard {args:?} did not start: stdout {line:?}, stderr:\n{stderr}");
+        };
+        let url = line[start..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .trim_end_matches("/v1")
+            .to_owned();
+        Self {
+            child,
+            url,
+            log,
+            _dir: Some(dir),
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Send SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Wait for exit (the test's own timeout bounds this).
+    pub fn wait(&mut self) -> ExitStatus {
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A mock upstream: `switchyard mock --listen 127.0.0.1:0 ARGS`.
+pub fn mock(name: &str, args: &[&str]) -> Proc {
+    let mut all = vec!["mock", "--listen", "127.0.0.1:0", "--name", name];
+    all.extend_from_slice(args);
+    Proc::start(&all)
+}
+
+/// The gateway on a config directory.
+pub fn gateway(config: &Path) -> Proc {
+    Proc::start(&[
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+}
+
+/// A config tree in a temp dir.
+pub struct Tree(pub tempfile::TempDir);
+
+impl Tree {
+    pub fn new() -> Self {
+        Self(tempfile::tempdir().unwrap())
+    }
+
+    pub fn file(&self, path: &str, text: &str) -> &Self {
+        let full = self.0.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, text).unwrap();
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+/// An HTTP client for tests (plain HTTP to loopback only).
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+pub fn chat_body(model: &str) -> Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hello there"}]})
+}
+
+/// A mock's counters from `GET /mock/stats`.
+pub async fn stats(c: &reqwest::Client, mock: &Proc) -> Value {
+    c.get(format!("{}/mock/stats", mock.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+pub async fn requests_seen(c: &reqwest::Client, mock: &Proc) -> u64 {
+    stats(c, mock).await["requests"].as_u64().unwrap()
+}
+
+/// A loopback port nothing listens on.
+pub fn dead_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
