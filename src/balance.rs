@@ -22,15 +22,45 @@ pub use random::Random;
 pub use round_robin::RoundRobin;
 pub use weighted::Weighted;
 
+/// What a strategy may look at when it picks: live load, eligibility, and whether this is a
+/// retry within the same request.
+pub struct Candidates<'a> {
+    /// Member `i`'s current number of open requests.
+    pub in_flight: &'a dyn Fn(usize) -> u64,
+    /// Whether member `i` may be chosen (untried; later also healthy, under its limits).
+    pub accept: &'a dyn Fn(usize) -> bool,
+    /// The request already tried a member of this tier. Rotations then continue from where
+    /// they stand without taking a new turn, so a failing member does not lock step with the
+    /// rotation and come first for every request.
+    pub retry: bool,
+}
+
+impl Candidates<'_> {
+    /// Every member accepted, no load: for tests and benchmarks.
+    pub fn all() -> Candidates<'static> {
+        Candidates {
+            in_flight: &|_| 0,
+            accept: &|_| true,
+            retry: false,
+        }
+    }
+}
+
 /// Picks one member index of a tier.
 pub trait Strategy: Send + Sync + fmt::Debug {
-    /// Choose among members `0..n` for which `accept(i)` holds; `None` when none does.
-    /// `in_flight(i)` is member `i`'s current number of open requests.
-    fn pick(
-        &self,
-        in_flight: &dyn Fn(usize) -> u64,
-        accept: &dyn Fn(usize) -> bool,
-    ) -> Option<usize>;
+    /// Choose among members `0..n` that `c.accept`s; `None` when none is accepted.
+    fn pick(&self, c: &Candidates<'_>) -> Option<usize>;
+}
+
+/// Take a turn from a shared rotation counter (or, on a retry, read where it stands).
+fn turn(counter: &std::sync::atomic::AtomicUsize, retry: bool) -> usize {
+    use std::sync::atomic::Ordering::Relaxed;
+    // Relaxed: the counter only hands out turns; it orders no other memory.
+    if retry {
+        counter.load(Relaxed)
+    } else {
+        counter.fetch_add(1, Relaxed)
+    }
 }
 
 /// The strategies a config may name.

@@ -15,6 +15,7 @@ use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
 
+use crate::balance::Candidates;
 use crate::error::Error;
 use crate::provider::ErrorClass;
 use crate::request::ClientRequest;
@@ -49,10 +50,17 @@ pub async fn forward(
     };
     let mut last: Option<(Arc<Instance>, AttemptError)> = None;
     for tier in &route.tiers {
-        for _ in 0..tier.max_attempts {
-            let in_flight = |i: usize| snap.instances[tier.members[i]].in_flight();
-            let untried = |i: usize| !trace.tried.contains(&tier.members[i]);
-            let Some(pick) = tier.strategy.pick(&in_flight, &untried) else {
+        for attempt_in_tier in 0..tier.max_attempts {
+            // A block, so the borrowed closures (not Send) are gone before the first await.
+            let pick = {
+                let tried = &trace.tried;
+                tier.strategy.pick(&Candidates {
+                    in_flight: &|i| snap.instances[tier.members[i]].in_flight(),
+                    accept: &|i| !tried.contains(&tier.members[i]),
+                    retry: attempt_in_tier > 0,
+                })
+            };
+            let Some(pick) = pick else {
                 break;
             };
             let instance = Arc::clone(&snap.instances[tier.members[pick]]);

@@ -1,8 +1,8 @@
 //! Fewest in-flight requests wins; ties are broken by a rotating start so equal members share.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
-use super::Strategy;
+use super::{Candidates, Strategy, turn};
 
 #[derive(Debug)]
 pub struct LeastConnections {
@@ -20,22 +20,18 @@ impl LeastConnections {
 }
 
 impl Strategy for LeastConnections {
-    fn pick(
-        &self,
-        in_flight: &dyn Fn(usize) -> u64,
-        accept: &dyn Fn(usize) -> bool,
-    ) -> Option<usize> {
+    fn pick(&self, c: &Candidates<'_>) -> Option<usize> {
         if self.n == 0 {
             return None;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % self.n;
+        let start = turn(&self.next, c.retry) % self.n;
         let mut best: Option<(u64, usize)> = None;
         for k in 0..self.n {
             let i = (start + k) % self.n;
-            if !accept(i) {
+            if !(c.accept)(i) {
                 continue;
             }
-            let load = in_flight(i);
+            let load = (c.in_flight)(i);
             if best.is_none_or(|(b, _)| load < b) {
                 best = Some((load, i));
                 if load == 0 {
@@ -55,19 +51,30 @@ mod tests {
     fn picks_the_member_with_fewest_open_requests() {
         let lc = LeastConnections::new(3);
         let load = [5u64, 2, 7];
+        let loaded = Candidates {
+            in_flight: &|i| load[i],
+            ..Candidates::all()
+        };
         for _ in 0..5 {
-            assert_eq!(lc.pick(&|i| load[i], &|_| true), Some(1));
+            assert_eq!(lc.pick(&loaded), Some(1));
         }
         // Member 1 excluded: 0 has fewer than 2.
-        assert_eq!(lc.pick(&|i| load[i], &|i| i != 1), Some(0));
+        let without_1 = Candidates {
+            in_flight: &|i| load[i],
+            accept: &|i| i != 1,
+            retry: true,
+        };
+        assert_eq!(lc.pick(&without_1), Some(0));
     }
 
     #[test]
     fn ties_rotate() {
         let lc = LeastConnections::new(3);
-        let picks: Vec<_> = (0..6)
-            .map(|_| lc.pick(&|_| 1, &|_| true).unwrap())
-            .collect();
+        let busy = Candidates {
+            in_flight: &|_| 1,
+            ..Candidates::all()
+        };
+        let picks: Vec<_> = (0..6).map(|_| lc.pick(&busy).unwrap()).collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
     }
 }

@@ -1,6 +1,6 @@
 //! Weighted random choice among the accepted members (uniform when weights are equal).
 
-use super::Strategy;
+use super::{Candidates, Strategy};
 
 #[derive(Debug)]
 pub struct Random {
@@ -16,7 +16,8 @@ impl Random {
 }
 
 impl Strategy for Random {
-    fn pick(&self, _: &dyn Fn(usize) -> u64, accept: &dyn Fn(usize) -> bool) -> Option<usize> {
+    fn pick(&self, c: &Candidates<'_>) -> Option<usize> {
+        let accept = c.accept;
         let total: u64 = (0..self.weights.len())
             .filter(|&i| accept(i))
             .map(|i| self.weights[i])
@@ -48,7 +49,7 @@ mod tests {
         let r = Random::new(&[1, 3]);
         let mut counts = [0u32; 2];
         for _ in 0..10_000 {
-            counts[r.pick(&|_| 0, &|_| true).unwrap()] += 1;
+            counts[r.pick(&Candidates::all()).unwrap()] += 1;
         }
         let share = f64::from(counts[1]) / 10_000.0;
         assert!((share - 0.75).abs() < 0.03, "share {share}");
@@ -57,9 +58,17 @@ mod tests {
     #[test]
     fn only_accepted_members_are_chosen() {
         let r = Random::new(&[1, 1, 1]);
+        let only_2 = Candidates {
+            accept: &|i| i == 2,
+            ..Candidates::all()
+        };
         for _ in 0..100 {
-            assert_eq!(r.pick(&|_| 0, &|i| i == 2), Some(2));
+            assert_eq!(r.pick(&only_2), Some(2));
         }
-        assert_eq!(r.pick(&|_| 0, &|_| false), None);
+        let none = Candidates {
+            accept: &|_| false,
+            ..Candidates::all()
+        };
+        assert_eq!(r.pick(&none), None);
     }
 }

@@ -1,8 +1,8 @@
 //! Exact rotation: one shared counter, so N×k picks over N accepted members give k each.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
-use super::{Strategy, first_accepted};
+use super::{Candidates, Strategy, first_accepted, turn};
 
 #[derive(Debug)]
 pub struct RoundRobin {
@@ -20,13 +20,12 @@ impl RoundRobin {
 }
 
 impl Strategy for RoundRobin {
-    fn pick(&self, _: &dyn Fn(usize) -> u64, accept: &dyn Fn(usize) -> bool) -> Option<usize> {
+    fn pick(&self, c: &Candidates<'_>) -> Option<usize> {
         if self.n == 0 {
             return None;
         }
-        // Relaxed: the counter only has to hand out distinct tickets, not order other memory.
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % self.n;
-        first_accepted(self.n, start, accept)
+        let start = turn(&self.next, c.retry) % self.n;
+        first_accepted(self.n, start, c.accept)
     }
 }
 
@@ -38,7 +37,7 @@ mod tests {
     fn nine_picks_over_three_give_three_each_in_order() {
         let rr = RoundRobin::new(3);
         let picks: Vec<_> = (0..9)
-            .map(|_| rr.pick(&|_| 0, &|_| true).unwrap())
+            .map(|_| rr.pick(&Candidates::all()).unwrap())
             .collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2, 0, 1, 2]);
     }
@@ -46,11 +45,37 @@ mod tests {
     #[test]
     fn skips_members_that_are_not_accepted() {
         let rr = RoundRobin::new(3);
-        let picks: Vec<_> = (0..4)
-            .map(|_| rr.pick(&|_| 0, &|i| i != 1).unwrap())
-            .collect();
+        let not_1 = Candidates {
+            accept: &|i| i != 1,
+            ..Candidates::all()
+        };
+        let picks: Vec<_> = (0..4).map(|_| rr.pick(&not_1).unwrap()).collect();
         assert_eq!(picks, [0, 2, 2, 0]);
-        assert_eq!(rr.pick(&|_| 0, &|_| false), None);
-        assert_eq!(RoundRobin::new(0).pick(&|_| 0, &|_| true), None);
+        let none = Candidates {
+            accept: &|_| false,
+            ..Candidates::all()
+        };
+        assert_eq!(rr.pick(&none), None);
+        assert_eq!(RoundRobin::new(0).pick(&Candidates::all()), None);
+    }
+
+    #[test]
+    fn a_retry_continues_the_rotation_without_taking_a_turn() {
+        // Member 0 always fails: it comes first for every other request, not for every one.
+        let rr = RoundRobin::new(2);
+        let mut first_tries = Vec::new();
+        for _ in 0..4 {
+            let first = rr.pick(&Candidates::all()).unwrap();
+            first_tries.push(first);
+            if first == 0 {
+                let retry = Candidates {
+                    accept: &|i| i != 0,
+                    retry: true,
+                    ..Candidates::all()
+                };
+                assert_eq!(rr.pick(&retry), Some(1));
+            }
+        }
+        assert_eq!(first_tries, [0, 1, 0, 1]);
     }
 }

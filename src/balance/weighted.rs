@@ -5,9 +5,9 @@
 //! hand out positions with an atomic counter: the same exact, interleaved order, lock-free.
 //! Periods longer than [`MAX_PERIOD`] are scaled down proportionally (documented approximation).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
-use super::{Strategy, first_accepted};
+use super::{Candidates, Strategy, first_accepted, turn};
 
 /// Longest precomputed period; 65,536 entries of u32 is 256 KiB per weighted tier.
 pub const MAX_PERIOD: u64 = 1 << 16;
@@ -31,21 +31,21 @@ impl Weighted {
 }
 
 impl Strategy for Weighted {
-    fn pick(&self, _: &dyn Fn(usize) -> u64, accept: &dyn Fn(usize) -> bool) -> Option<usize> {
+    fn pick(&self, c: &Candidates<'_>) -> Option<usize> {
         let len = self.sequence.len();
         if len == 0 {
             return None;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % len;
+        let start = turn(&self.next, c.retry) % len;
         for k in 0..len {
             let i = self.sequence[(start + k) % len] as usize;
-            if accept(i) {
+            if (c.accept)(i) {
                 return Some(i);
             }
         }
         // Every member in the sequence refused; members absent from it (none today) would be
         // found by a plain scan.
-        first_accepted(self.n, 0, accept)
+        first_accepted(self.n, 0, c.accept)
     }
 }
 
@@ -94,7 +94,9 @@ mod tests {
     #[test]
     fn weights_1_2_3_over_6_picks_are_exact_and_interleaved() {
         let w = Weighted::new(&[1, 2, 3]);
-        let picks: Vec<_> = (0..6).map(|_| w.pick(&|_| 0, &|_| true).unwrap()).collect();
+        let picks: Vec<_> = (0..6)
+            .map(|_| w.pick(&Candidates::all()).unwrap())
+            .collect();
         // nginx's order for {a:1, b:2, c:3}: c b a c b c — never three in a row.
         assert_eq!(picks, [2, 1, 0, 2, 1, 2]);
     }
@@ -112,9 +114,17 @@ mod tests {
     #[test]
     fn excluded_members_are_skipped() {
         let w = Weighted::new(&[1, 2, 3]);
+        let not_2 = Candidates {
+            accept: &|i| i != 2,
+            ..Candidates::all()
+        };
         for _ in 0..12 {
-            assert_ne!(w.pick(&|_| 0, &|i| i != 2), Some(2));
+            assert_ne!(w.pick(&not_2), Some(2));
         }
-        assert_eq!(w.pick(&|_| 0, &|_| false), None);
+        let none = Candidates {
+            accept: &|_| false,
+            ..Candidates::all()
+        };
+        assert_eq!(w.pick(&none), None);
     }
 }

@@ -68,6 +68,18 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Wait (bounded) until the log holds `needle`: lines are written by a background thread.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        for _ in 0..200 {
+            let log = self.stderr();
+            if log.contains(needle) {
+                return log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("log never contained {needle:?}:\n{}", self.stderr());
+    }
+
     /// Send SIGTERM.
     pub fn terminate(&self) {
         let status = Command::new("kill")

@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# Measures the latency switchyard adds over calling its upstream directly.
+#
+# One mock upstream (`switchyard mock --latency-ms 0`) and one gateway in front of it;
+# wrk drives POST /v1/chat/completions against both, interleaved
+# (direct c=1, gateway c=1, direct c=64, gateway c=64, ...), and the script reports
+# added latency = p(gateway) - p(direct) for p50 and p99 in microseconds.
+#
+# Environment:
+#   DURATION=10        seconds per measured run
+#   WARMUP=2           seconds of warm-up before each measured run (0 disables)
+#   CONCURRENCY="1 64" connection counts to run (space or comma separated)
+#   WRK_THREADS=2      most wrk threads per run (threads = min(connections, WRK_THREADS))
+#   SWITCHYARD_BIN=... use this binary and skip `cargo build --release`
+#   STRICT=1           exit 1 when any latency target FAILs
+#   VERBOSE=1          also print wrk's own output for every run
+#
+# Exit codes: 0 ok (target FAILs only change it with STRICT=1), 1 target FAIL with
+# STRICT=1, 2 setup problem, 3 invalid run (non-2xx responses or socket errors).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DURATION="${DURATION:-10}"
+WARMUP="${WARMUP:-2}"
+CONCURRENCY="${CONCURRENCY:-1 64}"
+WRK_THREADS="${WRK_THREADS:-2}"
+STRICT="${STRICT:-0}"
+VERBOSE="${VERBOSE:-0}"
+
+# Targets in µs: added p50 / p99 at c=1, added p99 at c=64.
+TARGET_C1_P50=40
+TARGET_C1_P99=100
+TARGET_C64_P99=1000
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "overhead.sh: error: $*"; exit 2; }
+
+is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
+is_uint "$DURATION" && [ "$DURATION" -ge 1 ] || die "DURATION must be a whole number of seconds >= 1 (got '$DURATION')"
+is_uint "$WARMUP" || die "WARMUP must be a whole number of seconds (got '$WARMUP')"
+is_uint "$WRK_THREADS" && [ "$WRK_THREADS" -ge 1 ] || die "WRK_THREADS must be >= 1 (got '$WRK_THREADS')"
+read -r -a CONCS <<<"${CONCURRENCY//,/ }"
+[ "${#CONCS[@]}" -ge 1 ] || die "CONCURRENCY is empty"
+for c in "${CONCS[@]}"; do
+    is_uint "$c" && [ "$c" -ge 1 ] || die "CONCURRENCY entries must be whole numbers >= 1 (got '$c')"
+done
+
+# --- 1. tools -------------------------------------------------------------------------
+missing=()
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing ${missing[*]} from Debian ..."
+    command -v apt-get >/dev/null 2>&1 || die "need ${missing[*]} and apt-get is not available; install them by hand"
+    SUDO=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 || die "need ${missing[*]}: not root and no sudo"
+        SUDO=(sudo)
+    fi
+    "${SUDO[@]}" apt-get update -qq >&2
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+    for tool in "${missing[@]}"; do
+        command -v "$tool" >/dev/null 2>&1 || die "$tool is still missing after apt-get install"
+    done
+fi
+
+# --- 2. binary ------------------------------------------------------------------------
+if [ -n "${SWITCHYARD_BIN:-}" ]; then
+    BIN="$SWITCHYARD_BIN"
+    log "using SWITCHYARD_BIN=$BIN (no build)"
+else
+    if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+        PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    command -v cargo >/dev/null 2>&1 || die "cargo not found (install Rust, or set SWITCHYARD_BIN)"
+    log "cargo build --release ..."
+    (cd "$ROOT" && cargo build --release >&2)
+    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/switchyard"
+    [[ "$BIN" = /* ]] || BIN="$ROOT/$BIN"
+fi
+[ -x "$BIN" ] || die "switchyard binary not found or not executable: $BIN"
+
+# --- 3. processes -----------------------------------------------------------------------
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/switchyard-overhead.XXXXXX")"
+PIDS=()
+
+cleanup() {
+    local pid tries
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        tries=50 # 5 s, then SIGKILL
+        while kill -0 "$pid" 2>/dev/null && [ "$tries" -gt 0 ]; do sleep 0.1; tries=$((tries - 1)); done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Children: quiet logs, and no RUST_LOG from the caller's shell overriding --log-level.
+run_child() { env -u RUST_LOG -u SWITCHYARD_LOG "$BIN" --log-level warn "$@"; }
+
+show_logs() { # name
+    log "---- $1 stdout ----"; cat "$TMP/$1.out" >&2 || true
+    log "---- $1 stderr (last 40 lines) ----"; tail -n 40 "$TMP/$1.err" >&2 || true
+}
+
+# wait_line NAME PID PATTERN: bounded poll of NAME's stdout for a line matching PATTERN.
+wait_line() {
+    local name="$1" pid="$2" pattern="$3" tries=300 line # 30 s
+    while [ "$tries" -gt 0 ]; do
+        line="$(grep -m1 -E "$pattern" "$TMP/$name.out" 2>/dev/null || true)"
+        if [ -n "$line" ]; then printf '%s\n' "$line"; return 0; fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            show_logs "$name"; die "$name exited before printing its address"
+        fi
+        sleep 0.1; tries=$((tries - 1))
+    done
+    show_logs "$name"; die "$name printed no address line within 30 s"
+}
+
+# wait_http NAME PID URL: bounded poll until GET URL answers 2xx.
+wait_http() {
+    local name="$1" pid="$2" url="$3" tries=100 # ~10 s
+    while [ "$tries" -gt 0 ]; do
+        if curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null; then return 0; fi
+        kill -0 "$pid" 2>/dev/null || { show_logs "$name"; die "$name exited while waiting for $url"; }
+        sleep 0.1; tries=$((tries - 1))
+    done
+    show_logs "$name"; die "$name: $url not ready after 100 tries"
+}
+
+run_child mock --listen 127.0.0.1:0 --latency-ms 0 >"$TMP/mock.out" 2>"$TMP/mock.err" &
+MOCK_PID=$!; PIDS+=("$MOCK_PID")
+line="$(wait_line mock "$MOCK_PID" '^mock listening on http://')"
+MOCK_BASE="$(sed -E 's#^mock listening on (http://[^ ]+/v1).*#\1#' <<<"$line")"
+[[ "$MOCK_BASE" =~ ^http://[^/]+/v1$ ]] || die "cannot parse mock address from: $line"
+wait_http mock "$MOCK_PID" "$MOCK_BASE/models"
+
+mkdir -p "$TMP/config/providers"
+cat >"$TMP/config/_registry.toml" <<'EOF'
+[server]
+listen = "127.0.0.1:0"
+[providers]
+direct = { file = "providers/direct.toml", enabled = true }
+EOF
+cat >"$TMP/config/providers/direct.toml" <<EOF
+[provider]
+type = "openai"
+base_url = "$MOCK_BASE"
+[models.bench]
+EOF
+
+run_child serve --config "$TMP/config" --listen 127.0.0.1:0 >"$TMP/gateway.out" 2>"$TMP/gateway.err" &
+GW_PID=$!; PIDS+=("$GW_PID")
+line="$(wait_line gateway "$GW_PID" '^switchyard listening on http://')"
+GW_BASE="$(sed -E 's#^switchyard listening on (http://[^ /]+).*#\1#' <<<"$line")"
+[[ "$GW_BASE" =~ ^http://[^/]+$ ]] || die "cannot parse gateway address from: $line"
+wait_http gateway "$GW_PID" "$GW_BASE/readyz"
+
+DIRECT_URL="$MOCK_BASE/chat/completions"
+GATEWAY_URL="$GW_BASE/v1/chat/completions"
+log "mock:    $MOCK_BASE (pid $MOCK_PID)"
+log "gateway: $GW_BASE (pid $GW_PID)"
+
+# One request each way first, so a routing or config mistake fails here with the body
+# instead of as a wall of non-2xx counts.
+smoke() { # URL MODEL
+    local code
+    code="$(curl -sS -o "$TMP/smoke.body" -w '%{http_code}' --max-time 5 \
+        -H 'Content-Type: application/json' \
+        -d "{\"model\":\"$2\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}" "$1")" || code=000
+    if [[ "$code" != 2* ]]; then
+        log "POST $1 (model $2) -> HTTP $code:"; head -c 2000 "$TMP/smoke.body" >&2 || true; log ""
+        show_logs mock; show_logs gateway
+        die "smoke request failed"
+    fi
+}
+smoke "$DIRECT_URL" bench
+smoke "$GATEWAY_URL" direct:bench
+
+# --- 4./5. load -----------------------------------------------------------------------
+cat >"$TMP/chat.lua" <<'EOF'
+local model = os.getenv("BENCH_MODEL") or "bench"
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"model":"' .. model .. '","messages":[{"role":"user","content":"hi"}]}'
+
+-- One machine-readable line; latencies are integer microseconds.
+-- non2xx is wrk's status error count (responses with status >= 400).
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "BENCH p50_us=%d p99_us=%d mean_us=%d max_us=%d rps=%.1f requests=%d non2xx=%d connect=%d read=%d write=%d timeout=%d\n",
+    math.floor(latency:percentile(50)), math.floor(latency:percentile(99)),
+    math.floor(latency.mean), math.floor(latency.max),
+    summary.requests / (summary.duration / 1e6), summary.requests,
+    e.status, e.connect, e.read, e.write, e.timeout))
+end
+EOF
+
+declare -A R # R[target,conc,field]
+INVALID=()
+
+field() { sed -nE "s/.*[ ]$2=([0-9.]+).*/\1/p" <<<"$1"; }
+
+# run_wrk TARGET URL MODEL CONNS SECONDS [warmup]
+run_wrk() {
+    local target="$1" url="$2" model="$3" c="$4" secs="$5" phase="${6:-measure}"
+    local t=$((c < WRK_THREADS ? c : WRK_THREADS)) out bench errs f
+    out="$(BENCH_MODEL="$model" wrk -t"$t" -c"$c" -d"${secs}s" --timeout 5s --latency \
+        -s "$TMP/chat.lua" "$url" 2>&1)" || { log "$out"; die "wrk failed ($target c=$c)"; }
+    bench="$(grep -m1 '^BENCH ' <<<"$out" || true)"
+    [ -n "$bench" ] || { log "$out"; die "wrk printed no BENCH line ($target c=$c)"; }
+    [ "$phase" = warmup ] && return 0
+    [ "$VERBOSE" = 1 ] && log "$out"
+    for f in p50_us p99_us mean_us max_us rps requests non2xx connect read write timeout; do
+        R[$target,$c,$f]="$(field "$bench" "$f")"
+    done
+    errs=$(( R[$target,$c,non2xx] + R[$target,$c,connect] + R[$target,$c,read] + R[$target,$c,write] + R[$target,$c,timeout] ))
+    log "$(printf '  %-7s c=%-3s t=%s %ss: p50=%sus p99=%sus rps=%s requests=%s errors=%s' \
+        "$target" "$c" "$t" "$secs" "${R[$target,$c,p50_us]}" "${R[$target,$c,p99_us]}" \
+        "${R[$target,$c,rps]}" "${R[$target,$c,requests]}" "$errs")"
+    if [ "$errs" -gt 0 ] || [ "${R[$target,$c,requests]}" -eq 0 ]; then
+        INVALID+=("$target c=$c: $bench")
+        log "!!!!! $target c=$c: non-2xx or socket errors -- this run is INVALID !!!!!"
+        log "$out"
+    fi
+}
+
+log "load: ${DURATION}s per run, ${WARMUP}s warm-up, concurrency ${CONCS[*]}"
+for c in "${CONCS[@]}"; do
+    for target in direct gateway; do
+        if [ "$target" = direct ]; then url="$DIRECT_URL" model=bench; else url="$GATEWAY_URL" model=direct:bench; fi
+        [ "$WARMUP" -gt 0 ] && run_wrk "$target" "$url" "$model" "$c" "$WARMUP" warmup
+        run_wrk "$target" "$url" "$model" "$c" "$DURATION"
+    done
+done
+
+# Both processes must have survived the load.
+for name in mock gateway; do
+    pid=$MOCK_PID; [ "$name" = gateway ] && pid=$GW_PID
+    kill -0 "$pid" 2>/dev/null || { show_logs "$name"; INVALID+=("$name exited during the run"); }
+done
+
+# --- 6. report ------------------------------------------------------------------------
+echo
+echo "switchyard overhead: ${DURATION}s per run, POST /v1/chat/completions, mock --latency-ms 0"
+printf '%5s | %8s %8s %9s | %8s %8s %9s | %9s %9s\n' \
+    conc "dir p50" "dir p99" "dir rps" "gw p50" "gw p99" "gw rps" "+p50 us" "+p99 us"
+printf -- '------+----------------------------+----------------------------+--------------------\n'
+for c in "${CONCS[@]}"; do
+    R[added,$c,p50]=$(( R[gateway,$c,p50_us] - R[direct,$c,p50_us] ))
+    R[added,$c,p99]=$(( R[gateway,$c,p99_us] - R[direct,$c,p99_us] ))
+    printf '%5s | %8s %8s %9.0f | %8s %8s %9.0f | %9s %9s\n' "$c" \
+        "${R[direct,$c,p50_us]}" "${R[direct,$c,p99_us]}" "${R[direct,$c,rps]}" \
+        "${R[gateway,$c,p50_us]}" "${R[gateway,$c,p99_us]}" "${R[gateway,$c,rps]}" \
+        "${R[added,$c,p50]}" "${R[added,$c,p99]}"
+done
+echo "(latencies in microseconds; +p = gateway minus direct)"
+
+echo
+FAILS=0
+check() { # CONC PCT LIMIT
+    local c="$1" p="$2" limit="$3" v verdict
+    if [ -z "${R[added,$c,$p]+x}" ]; then
+        printf 'c=%-3s added %s <= %5s us: %6s      SKIP (c=%s not run)\n' "$c" "$p" "$limit" - "$c"
+        return
+    fi
+    v="${R[added,$c,$p]}"
+    if [ "$v" -le "$limit" ]; then verdict=PASS; else verdict=FAIL; FAILS=$((FAILS + 1)); fi
+    printf 'c=%-3s added %s <= %5s us: %6s us   %s\n' "$c" "$p" "$limit" "$v" "$verdict"
+}
+check 1 p50 "$TARGET_C1_P50"
+check 1 p99 "$TARGET_C1_P99"
+check 64 p99 "$TARGET_C64_P99"
+
+if [ "${#INVALID[@]}" -gt 0 ]; then
+    echo
+    echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+    echo "INVALID RUN: non-2xx responses or socket errors; the numbers above mean nothing:"
+    printf '  %s\n' "${INVALID[@]}"
+    echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+    exit 3
+fi
+if [ "$FAILS" -gt 0 ]; then
+    echo "$FAILS target(s) FAILED"
+    [ "$STRICT" = 1 ] && exit 1
+else
+    echo "all targets PASS"
+fi
+exit 0
