@@ -14,6 +14,7 @@
 #   SWITCHYARD_BIN=... use this binary and skip `cargo build --release`
 #   STRICT=1           exit 1 when any latency target FAILs
 #   VERBOSE=1          also print wrk's own output for every run
+#   MOCK_ARGS=...      extra flags for `switchyard mock` (e.g. "--latency-ms 1"), word-split
 #
 # Exit codes: 0 ok (target FAILs only change it with STRICT=1), 1 target FAIL with
 # STRICT=1, 2 setup problem, 3 invalid run (non-2xx responses or socket errors).
@@ -40,6 +41,7 @@ is_uint "$DURATION" && [ "$DURATION" -ge 1 ] || die "DURATION must be a whole nu
 is_uint "$WARMUP" || die "WARMUP must be a whole number of seconds (got '$WARMUP')"
 is_uint "$WRK_THREADS" && [ "$WRK_THREADS" -ge 1 ] || die "WRK_THREADS must be >= 1 (got '$WRK_THREADS')"
 read -r -a CONCS <<<"${CONCURRENCY//,/ }"
+read -r -a EXTRA_MOCK_ARGS <<<"${MOCK_ARGS:-}"
 [ "${#CONCS[@]}" -ge 1 ] || die "CONCURRENCY is empty"
 for c in "${CONCS[@]}"; do
     is_uint "$c" && [ "$c" -ge 1 ] || die "CONCURRENCY entries must be whole numbers >= 1 (got '$c')"
@@ -100,7 +102,9 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # Children: quiet logs, and no RUST_LOG from the caller's shell overriding --log-level.
-run_child() { env -u RUST_LOG -u SWITCHYARD_LOG "$BIN" --log-level warn "$@"; }
+# Only ever called with `&`: the exec makes $! the switchyard process itself, so the
+# EXIT trap's kill reaches it (not just a wrapper subshell).
+run_child() { exec env -u RUST_LOG -u SWITCHYARD_LOG "$BIN" --log-level warn "$@"; }
 
 show_logs() { # name
     log "---- $1 stdout ----"; cat "$TMP/$1.out" >&2 || true
@@ -132,7 +136,7 @@ wait_http() {
     show_logs "$name"; die "$name: $url not ready after 100 tries"
 }
 
-run_child mock --listen 127.0.0.1:0 --latency-ms 0 >"$TMP/mock.out" 2>"$TMP/mock.err" &
+run_child mock --listen 127.0.0.1:0 --latency-ms 0 "${EXTRA_MOCK_ARGS[@]}" >"$TMP/mock.out" 2>"$TMP/mock.err" &
 MOCK_PID=$!; PIDS+=("$MOCK_PID")
 line="$(wait_line mock "$MOCK_PID" '^mock listening on http://')"
 MOCK_BASE="$(sed -E 's#^mock listening on (http://[^ ]+/v1).*#\1#' <<<"$line")"
@@ -239,10 +243,14 @@ for c in "${CONCS[@]}"; do
     done
 done
 
-# Both processes must have survived the load.
+# Both processes must have survived the load; anything they logged (warn and up) is shown.
 for name in mock gateway; do
     pid=$MOCK_PID; [ "$name" = gateway ] && pid=$GW_PID
     kill -0 "$pid" 2>/dev/null || { show_logs "$name"; INVALID+=("$name exited during the run"); }
+    if [ -s "$TMP/$name.err" ]; then
+        log "note: $name logged $(wc -l <"$TMP/$name.err") line(s) on stderr during the run; last 5:"
+        tail -n 5 "$TMP/$name.err" >&2
+    fi
 done
 
 # --- 6. report ------------------------------------------------------------------------

@@ -39,6 +39,8 @@ pub struct Config {
     /// Every routable name, in a stable order (wrappers, pools, groups, echelons, models,
     /// instances).
     pub routes: Vec<RouteSpec>,
+    /// Problems tolerated under `config_validation = "lenient"` (unknown keys).
+    pub warnings: Vec<Issue>,
 }
 
 /// One upstream endpoint serving one model.

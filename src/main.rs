@@ -78,6 +78,9 @@ async fn run(command: Command) -> ExitCode {
     match command {
         Command::Validate { config } => match Config::load_dir(&config) {
             Ok(c) => {
+                for warning in &c.warnings {
+                    eprintln!("warning: {warning}");
+                }
                 say(&format!(
                     "config {} is valid: {} routes, {} instances",
                     c.origin,
@@ -125,6 +128,9 @@ async fn serve(dir: Option<PathBuf>, listen: Option<SocketAddr>, drain: Duration
             return ExitCode::FAILURE;
         }
     };
+    for warning in &config.warnings {
+        tracing::warn!(%warning, "config");
+    }
     let addr = listen.unwrap_or(config.listen);
     let (routes, instances, origin) = (
         config.routes.len(),

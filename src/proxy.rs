@@ -115,7 +115,7 @@ async fn attempt(
             .unwrap_or_default();
         if class == ErrorClass::Client {
             // The client's own mistake: hand the provider's answer back unchanged.
-            log_done(trace, instance, status, false, None, "client_error");
+            log_done(trace, instance, status, false, None, None, "client_error");
             return Ok(respond(status, content_type, body.into(), trace, instance));
         }
         return Err(AttemptError {
@@ -131,7 +131,7 @@ async fn attempt(
     let body = reply::read_body(response, MAX_REPLY_BYTES, deadline).await?;
     let usage = reply::check(&body)?;
     snap.recorder.record(instance.index, usage.outcome());
-    log_done(trace, instance, status, false, Some(usage), "ok");
+    log_done(trace, instance, status, false, Some(usage), None, "ok");
     drop(guard);
     Ok(respond(status, content_type, body.into(), trace, instance))
 }
@@ -170,6 +170,7 @@ pub(crate) fn log_done(
     status: StatusCode,
     stream: bool,
     usage: Option<reply::Usage>,
+    ttft: Option<std::time::Duration>,
     outcome: &str,
 ) {
     let usage = usage.unwrap_or_default();
@@ -179,8 +180,9 @@ pub(crate) fn log_done(
         instance = %instance.spec.id,
         attempts = trace.attempts,
         status = status.as_u16(),
-        latency_ms = trace.started.elapsed().as_secs_f64() * 1e3,
+        latency_ms = millis(trace.started.elapsed()),
         stream,
+        ttft_ms = ttft.map(millis),
         prompt_tokens = usage.prompt_tokens,
         completion_tokens = usage.completion_tokens,
         outcome,
@@ -226,10 +228,15 @@ fn final_error(
         instance = %instance.spec.id,
         attempts = trace.attempts,
         status = error.status().as_u16(),
-        latency_ms = trace.started.elapsed().as_secs_f64() * 1e3,
+        latency_ms = millis(trace.started.elapsed()),
         class = e.class.as_str(),
         outcome = "failed",
         "request"
     );
     error
+}
+
+/// Milliseconds with microsecond precision, printed short (`46.867`, not `46.866783000000005`).
+pub(crate) fn millis(d: std::time::Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
 }

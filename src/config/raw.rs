@@ -81,6 +81,11 @@ pub struct Provider {
 #[serde(default)]
 pub struct Model {
     pub upstream_model: Option<String>,
+    /// Defaults for this model's instances (and the settings of its implicit one).
+    pub base_url: Option<String>,
+    pub api_key: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub mock: Option<toml::Value>,
     pub weight: Option<u32>,
     pub price: Price,
     pub timeout: Option<f64>,

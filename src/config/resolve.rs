@@ -34,6 +34,7 @@ pub fn load(
         source,
         env,
         issues: Vec::new(),
+        unknown: Vec::new(),
     };
     let config = cx.run();
     match config {
@@ -49,6 +50,8 @@ struct Loader<'a> {
     source: &'a dyn Source,
     env: &'a dyn Fn(&str) -> Option<String>,
     issues: Vec<Issue>,
+    /// Keys no field reads: `(file, key)`.
+    unknown: Vec<(String, String)>,
 }
 
 /// An echelon after resolution, kept by group for pools and fallbacks.
@@ -101,7 +104,14 @@ impl Loader<'_> {
         for (key, reason) in super::env::expand(&mut value, self.env) {
             self.issue(file, key, reason);
         }
-        match serde_path_to_error::deserialize::<_, T>(value) {
+        let mut unknown = Vec::new();
+        let mut track = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+        let tracked = serde_ignored::Deserializer::new(value, &mut track);
+        let result = serde_path_to_error::deserialize::<_, T>(tracked);
+        for key in unknown {
+            self.unknown.push((file.to_owned(), key));
+        }
+        match result {
             Ok(parsed) => Some(parsed),
             Err(e) => {
                 let path = e.path().to_string();
@@ -294,7 +304,37 @@ impl Loader<'_> {
         }
 
         let routes = self.routes(wrappers, pools, groups, &models, &instances);
+        let mut warnings = Vec::new();
+        let strict = match registry.global.get("config_validation").map(|v| v.as_str()) {
+            None | Some(Some("strict")) => true,
+            Some(Some("lenient")) => false,
+            Some(_) => {
+                self.issue(
+                    REGISTRY,
+                    "global.config_validation",
+                    "must be \"strict\" or \"lenient\"",
+                );
+                true
+            }
+        };
+        for (file, key) in std::mem::take(&mut self.unknown) {
+            let issue = Issue {
+                file,
+                key,
+                reason: if strict {
+                    "unknown key (a typo? config_validation = \"strict\" refuses keys it does not know; \"lenient\" only warns)".to_owned()
+                } else {
+                    "unknown key, ignored".to_owned()
+                },
+            };
+            if strict {
+                self.issues.push(issue);
+            } else {
+                warnings.push(issue);
+            }
+        }
         Some(Config {
+            warnings,
             origin: self.source.describe(),
             listen,
             max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
@@ -383,11 +423,14 @@ impl Loader<'_> {
                     let value = ri
                         .mock
                         .clone()
+                        .or_else(|| model.mock.clone())
                         .or_else(|| p.mock.clone())
                         .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
+                    let named = value.get("name").is_some();
                     match serde_path_to_error::deserialize::<_, Behavior>(value) {
                         Ok(mut b) => {
-                            if b.name.is_empty() {
+                            // Unnamed mocks answer as their instance, so replies say who served.
+                            if !named {
                                 b.name = id.clone();
                             }
                             Endpoint::Mock(b)
@@ -403,14 +446,15 @@ impl Loader<'_> {
                         }
                     }
                 } else {
-                    if ri.mock.is_some() || p.mock.is_some() {
+                    if ri.mock.is_some() || model.mock.is_some() || p.mock.is_some() {
                         self.issue(
                             file,
                             format!("{key}.mock"),
                             "mock settings need type = \"mock\"",
                         );
                     }
-                    let Some(url) = ri.base_url.as_ref().or(p.base_url.as_ref()) else {
+                    let url = ri.base_url.as_ref().or(model.base_url.as_ref());
+                    let Some(url) = url.or(p.base_url.as_ref()) else {
                         self.issue(
                             file,
                             format!("{key}.base_url"),
@@ -423,6 +467,8 @@ impl Loader<'_> {
                         Err(reason) => {
                             let where_ = if ri.base_url.is_some() {
                                 format!("{key}.base_url")
+                            } else if model.base_url.is_some() {
+                                format!("models.{model_name}.base_url")
                             } else {
                                 "provider.base_url".to_owned()
                             };
@@ -432,17 +478,13 @@ impl Loader<'_> {
                     }
                 };
                 let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
-                let merged = p
-                    .headers
-                    .iter()
-                    .map(|h| ("provider.headers", h))
-                    .chain(ri.headers.iter().map(|h| ("headers", h)));
+                let model_section = format!("models.{model_name}.headers");
+                let instance_section = format!("{key}.headers");
+                let merged = (p.headers.iter().map(|h| ("provider.headers", h)))
+                    .chain(model.headers.iter().map(|h| (model_section.as_str(), h)))
+                    .chain(ri.headers.iter().map(|h| (instance_section.as_str(), h)));
                 for (section, (hname, hvalue)) in merged {
-                    let hkey = if section == "headers" {
-                        format!("{key}.headers.{hname}")
-                    } else {
-                        format!("provider.headers.{hname}")
-                    };
+                    let hkey = format!("{section}.{hname}");
                     match (
                         HeaderName::from_bytes(hname.as_bytes()),
                         HeaderValue::from_str(hvalue),
@@ -482,6 +524,7 @@ impl Loader<'_> {
                 let api_key = ri
                     .api_key
                     .as_ref()
+                    .or(model.api_key.as_ref())
                     .or(p.api_key.as_ref())
                     .filter(|k| !k.is_empty())
                     .map(|k| Secret::new(k.clone()));

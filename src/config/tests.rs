@@ -293,3 +293,47 @@ fn disabled_entries_are_not_routable_and_references_say_so() {
         "{found:#?}"
     );
 }
+
+#[test]
+fn unknown_keys_are_refused_in_strict_mode_and_warned_in_lenient() {
+    let mut f = tree();
+    f.insert(
+        "pools/p.toml",
+        "[pool]\ntask_groups = [\"g\"]\n[pool.rotation_strategy]\ntyp = \"random\"\n".to_owned(),
+    );
+    let found = issues(f.clone());
+    assert!(
+        found
+            .iter()
+            .any(|i| i.starts_with("pools/p.toml:pool.rotation_strategy.typ: unknown key")),
+        "{found:#?}"
+    );
+    let registry = f["_registry.toml"].clone();
+    f.insert(
+        "_registry.toml",
+        format!("[global]\nconfig_validation = \"lenient\"\n{registry}"),
+    );
+    let c = load(f).unwrap();
+    assert_eq!(c.warnings.len(), 1);
+    assert_eq!(c.warnings[0].key, "pool.rotation_strategy.typ");
+}
+
+#[test]
+fn mock_instances_answer_as_their_instance_unless_named() {
+    let c = Config::demo().unwrap();
+    let sonnet = c
+        .instances
+        .iter()
+        .find(|i| i.id == "mock-claude:claude-sonnet")
+        .unwrap();
+    match &sonnet.endpoint {
+        Endpoint::Mock(b) => {
+            assert_eq!(b.name, "mock-claude:claude-sonnet");
+            assert_eq!(
+                b.latency_ms, 90,
+                "model-level mock settings apply to the implicit instance"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}

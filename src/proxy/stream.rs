@@ -176,9 +176,9 @@ impl Live {
             StatusCode::OK,
             true,
             Some(self.scan.usage),
+            Some(self.ttft),
             label,
         );
-        tracing::debug!(ttft_ms = self.ttft.as_secs_f64() * 1e3, "stream timing");
     }
 
     /// End the stream with an error event and `[DONE]`.
@@ -213,6 +213,7 @@ impl Drop for Live {
                 StatusCode::OK,
                 true,
                 Some(self.scan.usage),
+                Some(self.ttft),
                 "client_closed",
             );
         }
