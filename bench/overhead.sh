@@ -37,14 +37,14 @@ log() { printf '%s\n' "$*" >&2; }
 die() { log "overhead.sh: error: $*"; exit 2; }
 
 is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
-is_uint "$DURATION" && [ "$DURATION" -ge 1 ] || die "DURATION must be a whole number of seconds >= 1 (got '$DURATION')"
+{ is_uint "$DURATION" && [ "$DURATION" -ge 1 ]; } || die "DURATION must be a whole number of seconds >= 1 (got '$DURATION')"
 is_uint "$WARMUP" || die "WARMUP must be a whole number of seconds (got '$WARMUP')"
-is_uint "$WRK_THREADS" && [ "$WRK_THREADS" -ge 1 ] || die "WRK_THREADS must be >= 1 (got '$WRK_THREADS')"
+{ is_uint "$WRK_THREADS" && [ "$WRK_THREADS" -ge 1 ]; } || die "WRK_THREADS must be >= 1 (got '$WRK_THREADS')"
 read -r -a CONCS <<<"${CONCURRENCY//,/ }"
 read -r -a EXTRA_MOCK_ARGS <<<"${MOCK_ARGS:-}"
 [ "${#CONCS[@]}" -ge 1 ] || die "CONCURRENCY is empty"
 for c in "${CONCS[@]}"; do
-    is_uint "$c" && [ "$c" -ge 1 ] || die "CONCURRENCY entries must be whole numbers >= 1 (got '$c')"
+    { is_uint "$c" && [ "$c" -ge 1 ]; } || die "CONCURRENCY entries must be whole numbers >= 1 (got '$c')"
 done
 
 # --- 1. tools -------------------------------------------------------------------------
@@ -86,6 +86,7 @@ fi
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/switchyard-overhead.XXXXXX")"
 PIDS=()
 
+# shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() {
     local pid tries
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done

@@ -511,3 +511,28 @@ async fn health_and_readiness() {
     assert_eq!(v["status"], "ready");
     assert_eq!(v["instances"], 1);
 }
+
+#[tokio::test]
+async fn a_hanging_upstream_times_out_as_504_and_a_dead_one_is_failed_over() {
+    let hung = mock("hung", &["--hang"]);
+    let t = Tree::new();
+    t.file("_registry.toml", "[providers]\nup = { file = \"up.toml\" }\n");
+    t.file(
+        "up.toml",
+        &format!("[provider]\ntype = \"openai\"\ntimeout = 0.3\n[models.m]\n[[models.m.instances]]\nid = \"hung\"\nbase_url = \"{}/v1\"\n", hung.url),
+    );
+    let gw = gateway(t.path());
+    let c = client();
+    let r = post(&c, &gw, "/v1/chat/completions", &chat_body("up:m")).await;
+    expect_error(r, 504, Some("upstream_timeout"), "no response within 300 ms").await;
+
+    // An upstream that dies after two requests: the rest go to its sibling, none fail.
+    let (mortal, sibling) = (mock("mortal", &["--die-after", "2"]), mock("sibling", &[]));
+    let t2 = tree(&[("mortal", &mortal), ("sibling", &sibling)], None, "");
+    let gw2 = gateway(t2.path());
+    for _ in 0..8 {
+        let r = post(&c, &gw2, "/v1/chat/completions", &chat_body("up:m")).await;
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(requests_seen(&c, &sibling).await, 6);
+}
