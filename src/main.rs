@@ -12,6 +12,11 @@ use switchyard::gateway::Gateway;
 use switchyard::mock::{self, MockArgs};
 use switchyard::telemetry::{self, LogFormat};
 
+/// mimalloc: the request path allocates small short-lived buffers; glibc's malloc spent ~10 %
+/// of gateway CPU under load (perf, bench/overhead.sh at c=64).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "switchyard",

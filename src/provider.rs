@@ -7,8 +7,7 @@
 
 mod openai;
 
-use bytes::Bytes;
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 
 pub use openai::OpenAi;
 
@@ -70,16 +69,14 @@ impl ErrorClass {
     }
 }
 
-/// Translates between the OpenAI-shaped API switchyard serves and one upstream API.
+/// Translates between the OpenAI-shaped API switchyard serves and one upstream API. URLs and
+/// headers are computed once per instance when a config is loaded, not per request.
 pub trait Adapter: Send + Sync {
-    /// The upstream request for one attempt; `body` already carries the upstream model name.
-    fn request(
-        &self,
-        base_url: &str,
-        instance: &InstanceSpec,
-        op: Operation,
-        body: Bytes,
-    ) -> http::Request<Bytes>;
+    /// The full upstream URL of `op` on an instance whose base URL is `base_url`.
+    fn url(&self, base_url: &str, instance: &InstanceSpec, op: Operation) -> String;
+
+    /// Headers sent with every request to `instance`: auth, content type, configured extras.
+    fn headers(&self, instance: &InstanceSpec) -> HeaderMap;
 
     /// Classify a non-2xx status.
     fn classify(&self, status: StatusCode) -> ErrorClass {

@@ -43,7 +43,7 @@ pub async fn forward(
         return Err(Error::ModelNotFound(req.model));
     };
     let mut trace = Trace {
-        route: route.name.as_str().into(),
+        route: Arc::clone(&route.name),
         started: Instant::now(),
         attempts: 0,
         tried: Vec::with_capacity(4),
@@ -99,18 +99,15 @@ async fn attempt(
     trace: &Trace,
 ) -> Result<Response, AttemptError> {
     let guard = instance.start();
-    let body = req.body_for(&instance.spec.upstream_model);
-    let request = instance
-        .adapter
-        .request(&instance.base_url, &instance.spec, req.op, body);
+    let request = instance.request(req.op, req.body_for(&instance.spec.upstream_model))?;
     let deadline = tokio::time::Instant::now() + timeout;
-    let response = upstream.send(request, timeout).await?;
-    let status = response.status();
+    let (head, body) = upstream.send(request, timeout).await?.into_parts();
+    let status = head.status;
+    let content_type = head.headers.get(header::CONTENT_TYPE).cloned();
     if !status.is_success() {
         let class = instance.adapter.classify(status);
-        let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
-        let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
-        let body = reply::read_body(response, MAX_REPLY_BYTES, deadline)
+        let retry_after = head.headers.get(header::RETRY_AFTER).cloned();
+        let body = reply::read_body(body, MAX_REPLY_BYTES, deadline)
             .await
             .unwrap_or_default();
         if class == ErrorClass::Client {
@@ -124,11 +121,10 @@ async fn attempt(
             retry_after,
         });
     }
-    if req.stream && reply::is_event_stream(&response) {
-        return stream::start(response, guard, snap, trace, deadline, timeout).await;
+    if req.stream && reply::is_event_stream(&head.headers) {
+        return stream::start(status, body, guard, snap, trace, deadline, timeout).await;
     }
-    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
-    let body = reply::read_body(response, MAX_REPLY_BYTES, deadline).await?;
+    let body = reply::read_body(body, MAX_REPLY_BYTES, deadline).await?;
     let usage = reply::check(&body)?;
     snap.recorder.record(instance.index, usage.outcome());
     log_done(trace, instance, status, false, Some(usage), None, "ok");

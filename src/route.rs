@@ -13,7 +13,7 @@ use crate::config::{RouteKind, RouteSpec};
 
 #[derive(Debug)]
 pub struct Route {
-    pub name: String,
+    pub name: Arc<str>,
     pub kind: RouteKind,
     pub tiers: Vec<Tier>,
 }
@@ -56,7 +56,7 @@ impl RouteTable {
                 })
                 .collect();
             let route = Arc::new(Route {
-                name: spec.name.clone(),
+                name: spec.name.as_str().into(),
                 kind: spec.kind,
                 tiers,
             });

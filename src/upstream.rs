@@ -1,18 +1,24 @@
 //! The one place that talks to upstreams over the network, and the live [`Instance`] it talks to.
 //!
-//! One pooled client for every instance: HTTP/1.1 keep-alive, HTTP/2 negotiated by ALPN on
-//! https, TCP_NODELAY, rustls with the ring provider. Adapters build requests; this module only
-//! sends them and turns transport failures into [`ErrorClass`]es.
+//! One pooled hyper client for every instance: HTTP/1.1 keep-alive, HTTP/2 negotiated by ALPN
+//! on https, TCP_NODELAY, rustls with the ring provider and the system's roots (the bundled
+//! webpki roots when the system has none). Adapters decide URLs and headers once per instance;
+//! this module only sends and turns transport failures into [`ErrorClass`]es.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue, Method, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::InstanceSpec;
-use crate::provider::{Adapter, ErrorClass};
+use crate::provider::{Adapter, ErrorClass, Operation};
 
 /// An instance as the request path sees it.
 pub struct Instance {
@@ -22,6 +28,10 @@ pub struct Instance {
     /// Resolved base URL (a mock's loopback address for `type = "mock"`).
     pub base_url: String,
     pub adapter: Arc<dyn Adapter>,
+    /// Per operation (chat, completions, embeddings): the upstream URL, parsed once.
+    uris: [Option<Uri>; 3],
+    /// Sent with every request: auth, content type, configured extras.
+    headers: HeaderMap,
     in_flight: AtomicU64,
 }
 
@@ -32,11 +42,20 @@ impl Instance {
         base_url: String,
         adapter: Arc<dyn Adapter>,
     ) -> Self {
+        let uri = |op| adapter.url(&base_url, &spec, op).parse::<Uri>().ok();
+        let uris = [
+            uri(Operation::Chat),
+            uri(Operation::Completions),
+            uri(Operation::Embeddings),
+        ];
+        let headers = adapter.headers(&spec);
         Self {
             index,
             spec,
             base_url,
             adapter,
+            uris,
+            headers,
             in_flight: AtomicU64::new(0),
         }
     }
@@ -51,6 +70,34 @@ impl Instance {
     pub fn start(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(Arc::clone(self))
+    }
+
+    /// The upstream request for `op` with `body`.
+    pub fn request(
+        &self,
+        op: Operation,
+        body: Bytes,
+    ) -> Result<http::Request<Full<Bytes>>, AttemptError> {
+        let slot = match op {
+            Operation::Chat => 0,
+            Operation::Completions => 1,
+            Operation::Embeddings => 2,
+        };
+        let Some(uri) = self.uris[slot].clone() else {
+            return Err(AttemptError::new(
+                ErrorClass::Connect,
+                format!(
+                    "no valid upstream URL for {} on {:?}",
+                    op.as_str(),
+                    self.base_url
+                ),
+            ));
+        };
+        let mut request = http::Request::new(Full::new(body));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = self.headers.clone();
+        Ok(request)
     }
 }
 
@@ -87,36 +134,51 @@ impl AttemptError {
     }
 }
 
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
 /// The shared HTTP client.
 #[derive(Clone)]
 pub struct Upstream {
-    client: reqwest::Client,
+    client: Client<Connector, Full<Bytes>>,
 }
 
 impl Upstream {
-    pub fn new() -> Result<Self, reqwest::Error> {
+    pub fn new() -> Self {
         // Several crates may race to install a provider; losing the race is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .tcp_nodelay(true)
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+            Ok(builder) => builder,
+            Err(e) => {
+                tracing::warn!(error = %e, "no system CA certificates; using the bundled webpki roots");
+                hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots()
+            }
+        };
+        let https = builder
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
-            .connect_timeout(Duration::from_secs(10))
-            .no_proxy()
-            .build()?;
-        Ok(Self { client })
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(https);
+        Self { client }
     }
 
     /// Send one request and wait for the response head, at most `timeout`.
     pub async fn send(
         &self,
-        request: http::Request<Bytes>,
+        request: http::Request<Full<Bytes>>,
         timeout: Duration,
-    ) -> Result<reqwest::Response, AttemptError> {
-        let request = reqwest::Request::try_from(request).map_err(|e| {
-            AttemptError::new(ErrorClass::Connect, format!("bad upstream request: {e}"))
-        })?;
-        match tokio::time::timeout(timeout, self.client.execute(request)).await {
+    ) -> Result<http::Response<Incoming>, AttemptError> {
+        match tokio::time::timeout(timeout, self.client.request(request)).await {
             Err(_) => Err(AttemptError::new(
                 ErrorClass::Timeout,
                 format!("no response within {} ms", timeout.as_millis()),
@@ -127,61 +189,77 @@ impl Upstream {
     }
 }
 
-/// Classify a transport failure and describe it without the URL's secrets.
-pub fn transport_error(e: &reqwest::Error) -> AttemptError {
-    let class = if e.is_timeout() {
+impl Default for Upstream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Classify a transport failure and describe it with its causes.
+pub fn transport_error(e: &(dyn std::error::Error + 'static)) -> AttemptError {
+    let connect = e
+        .downcast_ref::<hyper_util::client::legacy::Error>()
+        .is_some_and(hyper_util::client::legacy::Error::is_connect);
+    let mut detail = e.to_string();
+    let mut source = e.source();
+    let mut timed_out = false;
+    while let Some(s) = source {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        timed_out |= s
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+        source = s.source();
+    }
+    let class = if timed_out {
         ErrorClass::Timeout
-    } else if e.is_connect() {
+    } else if connect {
         ErrorClass::Connect
     } else {
         ErrorClass::Server
     };
-    let mut detail = match e.url() {
-        // Only the host: paths and queries may carry keys.
-        Some(url) => e
-            .to_string()
-            .replace(url.as_str(), url.host_str().unwrap_or("upstream")),
-        None => e.to_string(),
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        detail.push_str(": ");
-        detail.push_str(&s.to_string());
-        source = s.source();
-    }
     AttemptError::new(class, detail)
 }
 
 /// Read a whole (non-streamed) body, at most `cap` bytes, before `deadline`.
 pub async fn read_body(
-    mut response: reqwest::Response,
+    mut body: Incoming,
     cap: usize,
     deadline: tokio::time::Instant,
 ) -> Result<Bytes, AttemptError> {
+    let mut first: Option<Bytes> = None;
     let mut buf = BytesMut::new();
     loop {
-        let next = tokio::time::timeout_at(deadline, response.chunk()).await;
-        match next {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => {
                 return Err(AttemptError::new(
                     ErrorClass::Timeout,
                     "response body did not finish in time",
                 ));
             }
-            Ok(Err(e)) => return Err(transport_error(&e)),
-            Ok(Ok(None)) => return Ok(buf.freeze()),
-            Ok(Ok(Some(chunk))) => {
-                if buf.is_empty() && response.content_length() == Some(chunk.len() as u64) {
-                    return Ok(chunk);
-                }
-                if buf.len() + chunk.len() > cap {
-                    return Err(AttemptError::new(
-                        ErrorClass::Malformed,
-                        format!("response body exceeds {cap} bytes"),
-                    ));
-                }
-                buf.extend_from_slice(&chunk);
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(transport_error(&e)),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let total = first.as_ref().map_or(0, Bytes::len) + buf.len() + data.len();
+        if total > cap {
+            return Err(AttemptError::new(
+                ErrorClass::Malformed,
+                format!("response body exceeds {cap} bytes"),
+            ));
+        }
+        // The common case is one frame: keep it without copying.
+        match first.take() {
+            None if buf.is_empty() => first = Some(data),
+            None => buf.extend_from_slice(&data),
+            Some(previous) => {
+                buf.extend_from_slice(&previous);
+                buf.extend_from_slice(&data);
             }
         }
     }
+    Ok(first.unwrap_or_else(|| buf.freeze()))
 }

@@ -516,7 +516,10 @@ async fn health_and_readiness() {
 async fn a_hanging_upstream_times_out_as_504_and_a_dead_one_is_failed_over() {
     let hung = mock("hung", &["--hang"]);
     let t = Tree::new();
-    t.file("_registry.toml", "[providers]\nup = { file = \"up.toml\" }\n");
+    t.file(
+        "_registry.toml",
+        "[providers]\nup = { file = \"up.toml\" }\n",
+    );
     t.file(
         "up.toml",
         &format!("[provider]\ntype = \"openai\"\ntimeout = 0.3\n[models.m]\n[[models.m.instances]]\nid = \"hung\"\nbase_url = \"{}/v1\"\n", hung.url),
@@ -524,7 +527,13 @@ async fn a_hanging_upstream_times_out_as_504_and_a_dead_one_is_failed_over() {
     let gw = gateway(t.path());
     let c = client();
     let r = post(&c, &gw, "/v1/chat/completions", &chat_body("up:m")).await;
-    expect_error(r, 504, Some("upstream_timeout"), "no response within 300 ms").await;
+    expect_error(
+        r,
+        504,
+        Some("upstream_timeout"),
+        "no response within 300 ms",
+    )
+    .await;
 
     // An upstream that dies after two requests: the rest go to its sibling, none fail.
     let (mortal, sibling) = (mock("mortal", &["--die-after", "2"]), mock("sibling", &[]));

@@ -977,12 +977,16 @@ fn unknown(what: &str, name: &str, disabled: &BTreeSet<&str>) -> String {
 }
 
 fn check_url(url: &str) -> Result<String, String> {
-    let parsed =
-        reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
+    let parsed = url
+        .parse::<http::Uri>()
+        .map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
+    if !matches!(parsed.scheme_str(), Some("http" | "https")) {
         return Err(format!("{url:?} must be an http:// or https:// URL"));
     }
-    if parsed.query().is_some() || parsed.fragment().is_some() {
+    if parsed.host().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} has no host"));
+    }
+    if parsed.query().is_some() || url.contains('#') {
         return Err(format!("{url:?} must not carry a query or fragment"));
     }
     Ok(url.trim_end_matches('/').to_owned())

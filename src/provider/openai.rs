@@ -1,7 +1,6 @@
 //! The OpenAI-compatible adapter: `POST {base_url}/chat/completions` with a bearer key.
 
-use bytes::Bytes;
-use http::{HeaderValue, Method, header};
+use http::{HeaderMap, HeaderValue, header};
 
 use super::{Adapter, Operation};
 use crate::config::InstanceSpec;
@@ -10,28 +9,17 @@ use crate::config::InstanceSpec;
 pub struct OpenAi;
 
 impl Adapter for OpenAi {
-    fn request(
-        &self,
-        base_url: &str,
-        instance: &InstanceSpec,
-        op: Operation,
-        body: Bytes,
-    ) -> http::Request<Bytes> {
+    fn url(&self, base_url: &str, _: &InstanceSpec, op: Operation) -> String {
         let path = match op {
             Operation::Chat => "/chat/completions",
             Operation::Completions => "/completions",
             Operation::Embeddings => "/embeddings",
         };
-        let mut req = http::Request::new(body);
-        *req.method_mut() = Method::POST;
-        let mut uri = String::with_capacity(base_url.len() + path.len());
-        uri.push_str(base_url);
-        uri.push_str(path);
-        // base_url was validated as an absolute http(s) URL at config load.
-        if let Ok(parsed) = uri.parse() {
-            *req.uri_mut() = parsed;
-        }
-        let headers = req.headers_mut();
+        format!("{base_url}{path}")
+    }
+
+    fn headers(&self, instance: &InstanceSpec) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(2 + instance.headers.len());
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -45,7 +33,7 @@ impl Adapter for OpenAi {
         for (name, value) in &instance.headers {
             headers.insert(name.clone(), value.clone());
         }
-        req
+        headers
     }
 }
 
@@ -53,6 +41,8 @@ impl Adapter for OpenAi {
 mod tests {
     use std::num::NonZeroU32;
     use std::time::Duration;
+
+    use http::StatusCode;
 
     use super::*;
     use crate::config::{Endpoint, Price, Secret};
@@ -79,31 +69,32 @@ mod tests {
     }
 
     #[test]
-    fn builds_url_auth_and_extra_headers() {
-        let req = OpenAi.request(
-            "https://api.example.com/v1",
-            &instance(),
-            Operation::Embeddings,
-            Bytes::from_static(b"{}"),
+    fn builds_urls_auth_and_extra_headers() {
+        let base = "https://api.example.com/v1";
+        assert_eq!(
+            OpenAi.url(base, &instance(), Operation::Chat),
+            "https://api.example.com/v1/chat/completions"
         );
-        assert_eq!(req.uri(), "https://api.example.com/v1/embeddings");
-        assert_eq!(req.method(), Method::POST);
-        assert_eq!(req.headers()[header::AUTHORIZATION], "Bearer sk-test");
-        assert!(req.headers()[header::AUTHORIZATION].is_sensitive());
-        assert_eq!(req.headers()["openai-organization"], "org-1");
-        assert_eq!(req.body().as_ref(), b"{}");
+        assert_eq!(
+            OpenAi.url(base, &instance(), Operation::Embeddings),
+            "https://api.example.com/v1/embeddings"
+        );
+        let headers = OpenAi.headers(&instance());
+        assert_eq!(headers[header::AUTHORIZATION], "Bearer sk-test");
+        assert!(headers[header::AUTHORIZATION].is_sensitive());
+        assert_eq!(headers["openai-organization"], "org-1");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
     }
 
     #[test]
     fn classifies_statuses() {
-        use http::StatusCode as S;
-        assert_eq!(OpenAi.classify(S::BAD_REQUEST), ErrorClass::Client);
-        assert_eq!(OpenAi.classify(S::UNAUTHORIZED), ErrorClass::Auth);
+        assert_eq!(OpenAi.classify(StatusCode::BAD_REQUEST), ErrorClass::Client);
+        assert_eq!(OpenAi.classify(StatusCode::UNAUTHORIZED), ErrorClass::Auth);
         assert_eq!(
-            OpenAi.classify(S::TOO_MANY_REQUESTS),
+            OpenAi.classify(StatusCode::TOO_MANY_REQUESTS),
             ErrorClass::RateLimited
         );
-        assert_eq!(OpenAi.classify(S::BAD_GATEWAY), ErrorClass::Server);
+        assert_eq!(OpenAi.classify(StatusCode::BAD_GATEWAY), ErrorClass::Server);
         assert!(!ErrorClass::Client.retryable() && ErrorClass::Connect.retryable());
     }
 }

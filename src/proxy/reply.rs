@@ -54,9 +54,8 @@ pub fn usage_in_event(data: &[u8]) -> Option<Usage> {
     serde_json::from_slice::<WithUsage>(data).ok()?.usage
 }
 
-pub fn is_event_stream(response: &reqwest::Response) -> bool {
-    response
-        .headers()
+pub fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))

@@ -8,15 +8,15 @@
 //! re-framing or copying the chunks it forwards.
 
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
 use http::{HeaderValue, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 
 use super::reply::{self, Usage};
 use super::{Trace, add_trace_headers, log_done};
@@ -30,19 +30,16 @@ use crate::upstream::{AttemptError, InFlight, transport_error};
 const MAX_LINE: usize = 1 << 20;
 const DONE: &[u8] = b"data: [DONE]\n\n";
 
-type Chunks = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
-
 pub(super) async fn start(
-    response: reqwest::Response,
+    status: StatusCode,
+    mut body: Incoming,
     guard: InFlight,
     snap: &Arc<Snapshot>,
     trace: &Trace,
     deadline: tokio::time::Instant,
     idle: Duration,
 ) -> Result<Response, AttemptError> {
-    let status = response.status();
-    let mut chunks: Chunks = Box::pin(response.bytes_stream());
-    let first = match tokio::time::timeout_at(deadline, chunks.next()).await {
+    let first = match tokio::time::timeout_at(deadline, next_data(&mut body)).await {
         Err(_) => {
             return Err(AttemptError::new(
                 ErrorClass::Timeout,
@@ -78,7 +75,7 @@ pub(super) async fn start(
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     add_trace_headers(&mut headers, trace, guard.instance());
     let live = Live {
-        chunks,
+        body,
         guard,
         recorder: Arc::clone(&snap.recorder),
         trace: Trace {
@@ -111,7 +108,7 @@ async fn next(state: State) -> Option<(Result<Bytes, Infallible>, State)> {
         State::Live(live) => live,
         State::Done => return None,
     };
-    match tokio::time::timeout(live.idle, live.chunks.next()).await {
+    match tokio::time::timeout(live.idle, next_data(&mut live.body)).await {
         Ok(Some(Ok(chunk))) => {
             live.scan.feed(&chunk);
             Some((Ok(chunk), State::Live(live)))
@@ -140,7 +137,7 @@ async fn next(state: State) -> Option<(Result<Bytes, Infallible>, State)> {
 
 /// A committed stream: everything needed to account for it when it ends.
 struct Live {
-    chunks: Chunks,
+    body: Incoming,
     guard: InFlight,
     recorder: Arc<dyn Recorder>,
     trace: Trace,
@@ -216,6 +213,19 @@ impl Drop for Live {
                 Some(self.ttft),
                 "client_closed",
             );
+        }
+    }
+}
+
+/// The next data frame of a body (trailers skipped).
+async fn next_data(body: &mut Incoming) -> Option<Result<Bytes, hyper::Error>> {
+    loop {
+        match body.frame().await? {
+            Ok(frame) => match frame.into_data() {
+                Ok(data) => return Some(Ok(data)),
+                Err(_) => continue,
+            },
+            Err(e) => return Some(Err(e)),
         }
     }
 }
