@@ -1,5 +1,5 @@
-//! The running gateway: the live snapshot behind an atomic swap, the shared upstream client,
-//! and the in-process mock upstreams of `type = "mock"` providers.
+//! The running gateway: the live snapshot behind an atomic swap, and the in-process mock
+//! upstreams of `type = "mock"` providers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,11 +9,9 @@ use arc_swap::ArcSwap;
 use crate::config::{Config, Endpoint};
 use crate::mock::{self, MockHandle};
 use crate::snapshot::Snapshot;
-use crate::upstream::Upstream;
 
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
-    pub upstream: Upstream,
     /// Kept alive for as long as the gateway runs.
     _mocks: Vec<MockHandle>,
 }
@@ -27,7 +25,6 @@ pub enum StartError {
 impl Gateway {
     /// Start the in-process mocks the config asks for and make the config live.
     pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
-        let upstream = Upstream::new();
         let mut mocks = Vec::new();
         let mut urls = HashMap::new();
         for spec in &config.instances {
@@ -47,7 +44,6 @@ impl Gateway {
         let snapshot = Snapshot::build(Arc::new(config), &urls);
         Ok(Arc::new(Self {
             snapshot: ArcSwap::from_pointee(snapshot),
-            upstream,
             _mocks: mocks,
         }))
     }

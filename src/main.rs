@@ -36,6 +36,9 @@ struct Cli {
     /// Log level or filter (`info`, `debug`, `switchyard=debug`); RUST_LOG overrides it.
     #[arg(long, global = true, default_value = "info", env = "SWITCHYARD_LOG")]
     log_level: String,
+    /// Threads serving requests, each with its own runtime and listener (default: one per CPU).
+    #[arg(long, global = true, env = "SWITCHYARD_WORKERS")]
+    workers: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -66,20 +69,23 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _log_guard = telemetry::init(cli.log_format, &cli.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The main runtime runs `mock`, `validate`, signals and the in-process mocks; `serve`
+    // handles requests on its own worker threads (`server::serve_workers`).
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cli.workers {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cli.command))
+    runtime.block_on(run(cli.command, cli.workers))
 }
 
-async fn run(command: Command) -> ExitCode {
+async fn run(command: Command, workers: Option<usize>) -> ExitCode {
     match command {
         Command::Validate { config } => match Config::load_dir(&config) {
             Ok(c) => {
@@ -117,11 +123,16 @@ async fn run(command: Command) -> ExitCode {
             config,
             listen,
             drain_seconds,
-        } => serve(config, listen, Duration::from_secs(drain_seconds)).await,
+        } => serve(config, listen, workers, Duration::from_secs(drain_seconds)).await,
     }
 }
 
-async fn serve(dir: Option<PathBuf>, listen: Option<SocketAddr>, drain: Duration) -> ExitCode {
+async fn serve(
+    dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    workers: Option<usize>,
+    drain: Duration,
+) -> ExitCode {
     let loaded = match &dir {
         Some(dir) => Config::load_dir(dir),
         None => Config::demo(),
@@ -149,19 +160,27 @@ async fn serve(dir: Option<PathBuf>, listen: Option<SocketAddr>, drain: Duration
             return ExitCode::FAILURE;
         }
     };
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(listener) => listener,
+    let workers = workers
+        .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+        .unwrap_or(1);
+    let listeners = match switchyard::server::bind(addr, workers) {
+        Ok(listeners) => listeners,
         Err(e) => {
             eprintln!("error: cannot listen on {addr}: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let bound = listener.local_addr().unwrap_or(addr);
-    tracing::info!(%bound, %origin, routes, instances, "switchyard started");
+    let bound = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .unwrap_or(addr);
+    tracing::info!(%bound, %origin, routes, instances, workers, "switchyard started");
     say(&format!(
         "switchyard listening on http://{bound} ({origin}: {routes} routes, {instances} instances)"
     ));
-    match switchyard::server::serve(listener, gateway, shutdown_signal(), drain).await {
+    let served =
+        switchyard::server::serve_workers(listeners, gateway, shutdown_signal(), drain).await;
+    match served {
         Ok(()) => {
             tracing::info!("switchyard stopped");
             ExitCode::SUCCESS

@@ -2,6 +2,7 @@
 //! OpenAI-style JSON, graceful drain on shutdown.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,11 +15,13 @@ use axum::serve::ListenerExt;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::error::Error;
 use crate::gateway::Gateway;
 use crate::provider::Operation;
 use crate::request::ClientRequest;
+use crate::upstream::Upstream;
 
 /// The gateway's routes.
 pub fn router(gateway: Arc<Gateway>) -> Router {
@@ -32,6 +35,76 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(gateway)
+}
+
+/// Bind `addr` once per worker with SO_REUSEPORT, so the kernel spreads connections over the
+/// workers. With port 0 the first bind picks the port and the rest share it.
+pub fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut listeners = Vec::with_capacity(workers);
+    let mut addr = addr;
+    for _ in 0..workers.max(1) {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        #[cfg(unix)]
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.set_tcp_nodelay(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        let listener: std::net::TcpListener = socket.into();
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Serve on one thread per listener, each running its own single-threaded runtime (thread per
+/// core: a request is read, forwarded and answered on one thread, with no cross-thread wakeups
+/// on its path). Returns when `shutdown` has resolved and every worker has drained.
+pub async fn serve_workers(
+    listeners: Vec<std::net::TcpListener>,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut done = Vec::with_capacity(listeners.len());
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
+        let gateway = Arc::clone(&gateway);
+        let mut stop = stop_rx.clone();
+        std::thread::Builder::new()
+            .name(format!("switchyard-worker-{i}"))
+            .spawn(move || {
+                let result = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .and_then(|rt| {
+                        rt.block_on(async move {
+                            let listener = tokio::net::TcpListener::from_std(listener)?;
+                            let stopped = async move {
+                                let _ = stop.wait_for(|s| *s).await;
+                            };
+                            serve(listener, gateway, stopped, drain).await
+                        })
+                    });
+                let _ = tx.send(result);
+            })?;
+        done.push(rx);
+    }
+    shutdown.await;
+    tracing::info!(
+        drain_s = drain.as_secs(),
+        "shutting down: draining in-flight requests"
+    );
+    let _ = stop_tx.send(true);
+    let mut result = Ok(());
+    for rx in done {
+        if let Ok(Err(e)) = rx.await {
+            result = Err(e);
+        }
+    }
+    result
 }
 
 /// Serve until `shutdown` resolves, then stop accepting and wait up to `drain` for in-flight
@@ -92,7 +165,7 @@ async fn handle(gw: Arc<Gateway>, op: Operation, req: Request) -> Response {
     let result = async {
         let body = read_body(req, limit).await?;
         let request = ClientRequest::parse(op, body)?;
-        crate::proxy::forward(&gw.upstream, snap, request).await
+        crate::proxy::forward(&Upstream::local(), snap, request).await
     }
     .await;
     match result {

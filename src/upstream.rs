@@ -5,8 +5,8 @@
 //! webpki roots when the system has none). Adapters decide URLs and headers once per instance;
 //! this module only sends and turns transport failures into [`ErrorClass`]es.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -142,23 +142,42 @@ pub struct Upstream {
     client: Client<Connector, Full<Bytes>>,
 }
 
-impl Upstream {
-    pub fn new() -> Self {
+thread_local! {
+    /// One client per worker thread: its pooled connections are driven by that thread's
+    /// runtime, so a request never waits on another thread.
+    static LOCAL: Upstream = Upstream::new();
+}
+
+/// TLS settings shared by every client: system roots (the bundled webpki roots when the
+/// system has none), rustls with ring.
+fn tls() -> &'static rustls::ClientConfig {
+    static TLS: OnceLock<rustls::ClientConfig> = OnceLock::new();
+    TLS.get_or_init(|| {
         // Several crates may race to install a provider; losing the race is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        let (added, _) = roots.add_parsable_certificates(native.certs);
+        if added == 0 {
+            tracing::warn!("no system CA certificates; using the bundled webpki roots");
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+        // ALPN (h2, http/1.1) is set by the connector builder below.
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth()
+    })
+}
+
+impl Upstream {
+    pub fn new() -> Self {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.enforce_http(false);
         http.set_connect_timeout(Some(Duration::from_secs(10)));
         http.set_keepalive(Some(Duration::from_secs(60)));
-        let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
-            Ok(builder) => builder,
-            Err(e) => {
-                tracing::warn!(error = %e, "no system CA certificates; using the bundled webpki roots");
-                hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots()
-            }
-        };
-        let https = builder
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls().clone())
             .https_or_http()
             .enable_http1()
             .enable_http2()
@@ -170,6 +189,11 @@ impl Upstream {
             .timer(TokioTimer::new())
             .build(https);
         Self { client }
+    }
+
+    /// This thread's client.
+    pub fn local() -> Self {
+        LOCAL.with(Self::clone)
     }
 
     /// Send one request and wait for the response head, at most `timeout`.
