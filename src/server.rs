@@ -88,6 +88,9 @@ pub async fn serve_workers(
                             serve(listener, gateway, stopped, drain).await
                         })
                     });
+                if let Err(e) = &result {
+                    tracing::error!(worker = i, error = %e, "worker stopped with an error");
+                }
                 let _ = tx.send(result);
             })?;
         done.push(rx);

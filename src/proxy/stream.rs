@@ -114,7 +114,7 @@ async fn next(state: State) -> Option<(Result<Bytes, Infallible>, State)> {
             Some((Ok(chunk), State::Live(live)))
         }
         Ok(None) if live.scan.done => {
-            live.finish(None);
+            live.finish(End::Clean);
             None
         }
         Ok(None) => {
@@ -147,32 +147,45 @@ struct Live {
     finished: bool,
 }
 
+/// How a committed stream ended.
+enum End<'a> {
+    Clean,
+    /// The upstream failed after the first event.
+    Failed(&'a AttemptError),
+    /// The client went away mid-stream: not the instance's fault.
+    ClientClosed,
+}
+
 impl Live {
-    /// Record the end of the stream once: `None` for a clean end.
-    fn finish(&mut self, failure: Option<&AttemptError>) {
+    /// Record the end of the stream, once.
+    fn finish(&mut self, end: End<'_>) {
         if self.finished {
             return;
         }
         self.finished = true;
         let instance = self.guard.instance();
-        let outcome = match failure {
-            Some(e) => Outcome::Failure(e.class),
-            None => self.scan.usage.outcome(),
+        let (outcome, label) = match end {
+            End::Clean => (self.scan.usage.outcome(), "ok"),
+            End::ClientClosed => (self.scan.usage.outcome(), "client_closed"),
+            End::Failed(e) => {
+                tracing::warn!(
+                    route = %self.trace.route,
+                    instance = %instance.spec.id,
+                    class = e.class.as_str(),
+                    detail = %e.detail,
+                    "stream failed after it started"
+                );
+                (Outcome::Failure(e.class), "stream_failed")
+            }
         };
         self.recorder.record(instance.index, outcome);
-        let label = match failure {
-            None => "ok",
-            Some(_) => "stream_failed",
-        };
-        if let Some(e) = failure {
-            tracing::warn!(route = %self.trace.route, instance = %instance.spec.id, class = e.class.as_str(), detail = %e.detail, "stream failed after it started");
-        }
+        let usage = Some(self.scan.usage);
         log_done(
             &self.trace,
             instance,
             StatusCode::OK,
             true,
-            Some(self.scan.usage),
+            usage,
             Some(self.ttft),
             label,
         );
@@ -180,7 +193,7 @@ impl Live {
 
     /// End the stream with an error event and `[DONE]`.
     fn fail(&mut self, e: AttemptError) -> Bytes {
-        self.finish(Some(&e));
+        self.finish(End::Failed(&e));
         let error = Error::Upstream {
             route: self.trace.route.to_string(),
             class: e.class,
@@ -198,22 +211,7 @@ impl Live {
 
 impl Drop for Live {
     fn drop(&mut self) {
-        if !self.finished {
-            // The client went away mid-stream: not the instance's fault.
-            self.finished = true;
-            let instance = self.guard.instance();
-            self.recorder
-                .record(instance.index, self.scan.usage.outcome());
-            log_done(
-                &self.trace,
-                instance,
-                StatusCode::OK,
-                true,
-                Some(self.scan.usage),
-                Some(self.ttft),
-                "client_closed",
-            );
-        }
+        self.finish(End::ClientClosed);
     }
 }
 
