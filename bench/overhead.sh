@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Measures the latency switchyard adds over calling its upstream directly.
 #
-# One mock upstream (`switchyard mock --latency-ms 0`) and one gateway in front of it;
-# wrk drives POST /v1/chat/completions against both, interleaved
-# (direct c=1, gateway c=1, direct c=64, gateway c=64, ...), and the script reports
-# added latency = p(gateway) - p(direct) for p50 and p99 in microseconds.
+# One mock upstream (`switchyard mock --latency-ms 0`), one gateway in front of it and,
+# as a reference, HAProxy (HTTP mode) in front of the same mock. wrk drives
+# POST /v1/chat/completions against all three, interleaved per concurrency
+# (direct c=1, haproxy c=1, gateway c=1, direct c=64, haproxy c=64, gateway c=64, ...),
+# and the script reports added latency = p(proxy) - p(direct) for p50 and p99 in
+# microseconds, plus gateway minus haproxy. Targets are checked on gateway minus direct.
 #
 # Environment:
 #   DURATION=10        seconds per measured run
@@ -15,6 +17,8 @@
 #   STRICT=1           exit 1 when any latency target FAILs
 #   VERBOSE=1          also print wrk's own output for every run
 #   MOCK_ARGS=...      extra flags for `switchyard mock` (e.g. "--latency-ms 1"), word-split
+#   REFERENCE=haproxy  reference proxy run next to the gateway; "none" disables it
+#   REF_THREADS=2      haproxy nbthread (match the gateway's worker threads)
 #
 # Exit codes: 0 ok (target FAILs only change it with STRICT=1), 1 target FAIL with
 # STRICT=1, 2 setup problem, 3 invalid run (non-2xx responses or socket errors).
@@ -27,6 +31,8 @@ CONCURRENCY="${CONCURRENCY:-1 64}"
 WRK_THREADS="${WRK_THREADS:-2}"
 STRICT="${STRICT:-0}"
 VERBOSE="${VERBOSE:-0}"
+REFERENCE="${REFERENCE:-haproxy}"
+REF_THREADS="${REF_THREADS:-2}"
 
 # Targets in µs: added p50 / p99 at c=1, added p99 at c=64.
 TARGET_C1_P50=40
@@ -40,6 +46,12 @@ is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
 { is_uint "$DURATION" && [ "$DURATION" -ge 1 ]; } || die "DURATION must be a whole number of seconds >= 1 (got '$DURATION')"
 is_uint "$WARMUP" || die "WARMUP must be a whole number of seconds (got '$WARMUP')"
 { is_uint "$WRK_THREADS" && [ "$WRK_THREADS" -ge 1 ]; } || die "WRK_THREADS must be >= 1 (got '$WRK_THREADS')"
+case "$REFERENCE" in
+    haproxy) HAVE_REF=1 ;;
+    none) HAVE_REF=0 ;;
+    *) die "REFERENCE must be 'haproxy' or 'none' (got '$REFERENCE')" ;;
+esac
+{ is_uint "$REF_THREADS" && [ "$REF_THREADS" -ge 1 ]; } || die "REF_THREADS must be >= 1 (got '$REF_THREADS')"
 read -r -a CONCS <<<"${CONCURRENCY//,/ }"
 read -r -a EXTRA_MOCK_ARGS <<<"${MOCK_ARGS:-}"
 [ "${#CONCS[@]}" -ge 1 ] || die "CONCURRENCY is empty"
@@ -51,6 +63,10 @@ done
 missing=()
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ "$HAVE_REF" = 1 ]; then
+    command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+    command -v python3 >/dev/null 2>&1 || missing+=(python3) # picks haproxy's free port
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]} from Debian ..."
     command -v apt-get >/dev/null 2>&1 || die "need ${missing[*]} and apt-get is not available; install them by hand"
@@ -165,9 +181,78 @@ GW_BASE="$(sed -E 's#^switchyard listening on (http://[^ /]+).*#\1#' <<<"$line")
 [[ "$GW_BASE" =~ ^http://[^/]+$ ]] || die "cannot parse gateway address from: $line"
 wait_http gateway "$GW_PID" "$GW_BASE/readyz"
 
+# Reference: haproxy in HTTP mode in front of the same mock. It cannot listen on :0 and
+# report the port, so a free port is picked (bind to :0 and release it) and passed in;
+# if another process grabs it in between, haproxy fails to bind and we try a new one.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# write_ref_config PORT
+write_ref_config() {
+    local mock_hostport="${MOCK_BASE#http://}"
+    mock_hostport="${mock_hostport%/v1}"
+    cat >"$TMP/haproxy.cfg" <<EOF
+global
+    nbthread $REF_THREADS
+    maxconn 4096
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout http-request 10s
+    timeout http-keep-alive 30s
+
+frontend bench
+    bind 127.0.0.1:$1
+    default_backend mock
+
+backend mock
+    server mock $mock_hostport
+EOF
+}
+
+REF_PID=""
+if [ "$HAVE_REF" = 1 ]; then
+    attempt=0
+    while :; do
+        attempt=$((attempt + 1))
+        REF_PORT="$(free_port)" || REF_PORT=""
+        is_uint "$REF_PORT" || die "could not pick a free port with python3"
+        write_ref_config "$REF_PORT"
+        haproxy -c -q -f "$TMP/haproxy.cfg" >"$TMP/haproxy.out" 2>"$TMP/haproxy.err" ||
+            { show_logs haproxy; die "haproxy rejected the generated config $TMP/haproxy.cfg"; }
+        # -db: stay in the foreground, single process; the exec makes $! haproxy itself.
+        (exec haproxy -db -f "$TMP/haproxy.cfg") >"$TMP/haproxy.out" 2>"$TMP/haproxy.err" &
+        REF_PID=$!; PIDS+=("$REF_PID")
+        REF_BASE="http://127.0.0.1:$REF_PORT"
+        tries=100 # ~10 s; GET /v1/models goes through haproxy to the mock
+        while [ "$tries" -gt 0 ]; do
+            curl -fsS -o /dev/null --max-time 1 "$REF_BASE/v1/models" 2>/dev/null && break
+            kill -0 "$REF_PID" 2>/dev/null || break
+            sleep 0.1; tries=$((tries - 1))
+        done
+        if [ "$tries" -gt 0 ] && kill -0 "$REF_PID" 2>/dev/null; then break; fi
+        if ! kill -0 "$REF_PID" 2>/dev/null && [ "$attempt" -lt 5 ] &&
+            grep -qiE 'cannot bind|address already in use' "$TMP/haproxy.err"; then
+            log "haproxy could not bind 127.0.0.1:$REF_PORT; trying another port"
+            continue
+        fi
+        show_logs haproxy
+        if kill -0 "$REF_PID" 2>/dev/null; then die "haproxy: $REF_BASE/v1/models not ready after 100 tries"; fi
+        die "haproxy exited while starting (attempt $attempt)"
+    done
+    REF_URL="$REF_BASE/v1/chat/completions"
+fi
+
 DIRECT_URL="$MOCK_BASE/chat/completions"
 GATEWAY_URL="$GW_BASE/v1/chat/completions"
 log "mock:    $MOCK_BASE (pid $MOCK_PID)"
+[ "$HAVE_REF" = 1 ] && log "haproxy: $REF_BASE (pid $REF_PID, nbthread $REF_THREADS)"
 log "gateway: $GW_BASE (pid $GW_PID)"
 
 # One request each way first, so a routing or config mistake fails here with the body
@@ -180,10 +265,12 @@ smoke() { # URL MODEL
     if [[ "$code" != 2* ]]; then
         log "POST $1 (model $2) -> HTTP $code:"; head -c 2000 "$TMP/smoke.body" >&2 || true; log ""
         show_logs mock; show_logs gateway
+        [ "$HAVE_REF" = 1 ] && show_logs haproxy
         die "smoke request failed"
     fi
 }
 smoke "$DIRECT_URL" bench
+[ "$HAVE_REF" = 1 ] && smoke "$REF_URL" bench
 smoke "$GATEWAY_URL" direct:bench
 
 # --- 4./5. load -----------------------------------------------------------------------
@@ -235,18 +322,27 @@ run_wrk() {
     fi
 }
 
-log "load: ${DURATION}s per run, ${WARMUP}s warm-up, concurrency ${CONCS[*]}"
+TARGETS=(direct)
+[ "$HAVE_REF" = 1 ] && TARGETS+=(haproxy)
+TARGETS+=(gateway)
+log "load: ${DURATION}s per run, ${WARMUP}s warm-up, concurrency ${CONCS[*]}, order ${TARGETS[*]}"
 for c in "${CONCS[@]}"; do
-    for target in direct gateway; do
-        if [ "$target" = direct ]; then url="$DIRECT_URL" model=bench; else url="$GATEWAY_URL" model=direct:bench; fi
+    for target in "${TARGETS[@]}"; do
+        case "$target" in
+            direct) url="$DIRECT_URL" model=bench ;;
+            haproxy) url="$REF_URL" model=bench ;; # haproxy does not rewrite the model
+            gateway) url="$GATEWAY_URL" model=direct:bench ;;
+        esac
         [ "$WARMUP" -gt 0 ] && run_wrk "$target" "$url" "$model" "$c" "$WARMUP" warmup
         run_wrk "$target" "$url" "$model" "$c" "$DURATION"
     done
 done
 
-# Both processes must have survived the load; anything they logged (warn and up) is shown.
-for name in mock gateway; do
-    pid=$MOCK_PID; [ "$name" = gateway ] && pid=$GW_PID
+# Every process must have survived the load; anything they logged (warn and up) is shown.
+names=(mock gateway)
+[ "$HAVE_REF" = 1 ] && names+=(haproxy)
+for name in "${names[@]}"; do
+    case "$name" in mock) pid=$MOCK_PID ;; gateway) pid=$GW_PID ;; haproxy) pid=$REF_PID ;; esac
     kill -0 "$pid" 2>/dev/null || { show_logs "$name"; INVALID+=("$name exited during the run"); }
     if [ -s "$TMP/$name.err" ]; then
         log "note: $name logged $(wc -l <"$TMP/$name.err") line(s) on stderr during the run; last 5:"
@@ -257,18 +353,44 @@ done
 # --- 6. report ------------------------------------------------------------------------
 echo
 echo "switchyard overhead: ${DURATION}s per run, POST /v1/chat/completions, mock --latency-ms 0"
-printf '%5s | %8s %8s %9s | %8s %8s %9s | %9s %9s\n' \
-    conc "dir p50" "dir p99" "dir rps" "gw p50" "gw p99" "gw rps" "+p50 us" "+p99 us"
-printf -- '------+----------------------------+----------------------------+--------------------\n'
 for c in "${CONCS[@]}"; do
     R[added,$c,p50]=$(( R[gateway,$c,p50_us] - R[direct,$c,p50_us] ))
     R[added,$c,p99]=$(( R[gateway,$c,p99_us] - R[direct,$c,p99_us] ))
-    printf '%5s | %8s %8s %9.0f | %8s %8s %9.0f | %9s %9s\n' "$c" \
-        "${R[direct,$c,p50_us]}" "${R[direct,$c,p99_us]}" "${R[direct,$c,rps]}" \
-        "${R[gateway,$c,p50_us]}" "${R[gateway,$c,p99_us]}" "${R[gateway,$c,rps]}" \
-        "${R[added,$c,p50]}" "${R[added,$c,p99]}"
 done
-echo "(latencies in microseconds; +p = gateway minus direct)"
+if [ "$HAVE_REF" = 0 ]; then
+    printf '%5s | %8s %8s %9s | %8s %8s %9s | %9s %9s\n' \
+        conc "dir p50" "dir p99" "dir rps" "gw p50" "gw p99" "gw rps" "+p50 us" "+p99 us"
+    printf -- '------+----------------------------+----------------------------+--------------------\n'
+    for c in "${CONCS[@]}"; do
+        printf '%5s | %8s %8s %9.0f | %8s %8s %9.0f | %9s %9s\n' "$c" \
+            "${R[direct,$c,p50_us]}" "${R[direct,$c,p99_us]}" "${R[direct,$c,rps]}" \
+            "${R[gateway,$c,p50_us]}" "${R[gateway,$c,p99_us]}" "${R[gateway,$c,rps]}" \
+            "${R[added,$c,p50]}" "${R[added,$c,p99]}"
+    done
+    echo "(latencies in microseconds; +p = gateway minus direct)"
+else
+    echo "reference: haproxy $(haproxy -v 2>/dev/null | sed -nE '1s/^HAProxy version ([^ ]+).*/\1/p'), nbthread $REF_THREADS, http-reuse always"
+    printf '%5s | %7s %7s %7s | %7s %7s %7s | %7s %7s | %7s %7s %7s | %7s %7s\n' conc \
+        "dir p50" "dir p99" "dir rps" "ha p50" "ha p99" "ha rps" "ha +p50" "ha +p99" \
+        "gw p50" "gw p99" "gw rps" "gw +p50" "gw +p99"
+    printf -- '------+-------------------------+-------------------------+-----------------+-------------------------+----------------\n'
+    for c in "${CONCS[@]}"; do
+        R[ref,$c,p50]=$(( R[haproxy,$c,p50_us] - R[direct,$c,p50_us] ))
+        R[ref,$c,p99]=$(( R[haproxy,$c,p99_us] - R[direct,$c,p99_us] ))
+        printf '%5s | %7s %7s %7.0f | %7s %7s %7.0f | %7s %7s | %7s %7s %7.0f | %7s %7s\n' "$c" \
+            "${R[direct,$c,p50_us]}" "${R[direct,$c,p99_us]}" "${R[direct,$c,rps]}" \
+            "${R[haproxy,$c,p50_us]}" "${R[haproxy,$c,p99_us]}" "${R[haproxy,$c,rps]}" \
+            "${R[ref,$c,p50]}" "${R[ref,$c,p99]}" \
+            "${R[gateway,$c,p50_us]}" "${R[gateway,$c,p99_us]}" "${R[gateway,$c,rps]}" \
+            "${R[added,$c,p50]}" "${R[added,$c,p99]}"
+    done
+    echo "(latencies in microseconds; ha/gw +p = haproxy/gateway minus direct)"
+    for c in "${CONCS[@]}"; do
+        printf 'c=%-3s gateway minus haproxy: +p50 %s us, +p99 %s us\n' "$c" \
+            "$(( R[gateway,$c,p50_us] - R[haproxy,$c,p50_us] ))" \
+            "$(( R[gateway,$c,p99_us] - R[haproxy,$c,p99_us] ))"
+    done
+fi
 
 echo
 FAILS=0
