@@ -172,8 +172,8 @@ pub(crate) fn log_done(
     let usage = usage.unwrap_or_default();
     tracing::info!(
         target: "switchyard::access",
-        route = %trace.route,
-        instance = %instance.spec.id,
+        route = &*trace.route,
+        instance = instance.spec.id.as_str(),
         attempts = trace.attempts,
         status = status.as_u16(),
         latency_ms = millis(trace.started.elapsed()),

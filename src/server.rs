@@ -121,10 +121,6 @@ pub async fn serve(
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
-        tracing::info!(
-            drain_s = drain.as_secs(),
-            "shutting down: draining in-flight requests"
-        );
         let _ = tx.send(());
     };
     let listener = listener.tap_io(|tcp| {

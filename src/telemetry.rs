@@ -94,7 +94,11 @@ where
     }
 }
 
-/// Writes ` message key=value ...`; strings are quoted only when they need it.
+thread_local! {
+    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Writes ` message key=value ...`; values are quoted only when they need it.
 struct Fields<'a, 'w> {
     w: &'a mut Writer<'w>,
     result: fmt::Result,
@@ -148,7 +152,17 @@ impl Visit for Fields<'_, '_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.put(field, |w| write!(w, "{value:?}"));
+        // Render first (into a reused buffer) so multi-word values get quoted like strings.
+        SCRATCH.with(|scratch| {
+            let Ok(mut text) = scratch.try_borrow_mut() else {
+                self.put(field, |w| write!(w, "{value:?}"));
+                return;
+            };
+            text.clear();
+            if fmt::write(&mut *text, format_args!("{value:?}")).is_ok() {
+                self.record_str(field, &text);
+            }
+        });
     }
 }
 
@@ -324,6 +338,26 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn text_lines_carry_level_target_message_and_quoted_values_when_needed() {
+        let batch = Batch::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(batch.clone())
+            .event_format(Line)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let detail = "connection refused (os error 111)";
+            tracing::warn!(target: "switchyard::access", route = "fast", attempts = 3u32, latency_ms = 1.5, ok = false, outcome = "", %detail, "request");
+        });
+        let line = String::from_utf8(batch.take()).unwrap();
+        let (stamp, rest) = line.split_once(' ').unwrap();
+        assert_eq!(stamp.len(), 27, "{line}");
+        assert_eq!(
+            rest,
+            "WARN switchyard::access: request route=fast attempts=3 latency_ms=1.5 ok=false outcome=\"\" detail=\"connection refused (os error 111)\"\n"
+        );
     }
 
     #[test]
