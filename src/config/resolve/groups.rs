@@ -1,0 +1,344 @@
+//! Task groups (echelons by priority), pools (flattened, weighted by `group.echelon`) and
+//! wrappers, each resolved against what was loaded before it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::num::NonZeroU32;
+
+use super::{
+    DEFAULT_TIER_ATTEMPTS, Deferred, Echelon, GROUP_FALLBACKS, Loader, POOL_FALLBACKS, REGISTRY,
+    unknown,
+};
+use crate::config::{InstanceSpec, MemberSpec, RouteKind, RouteSpec, TierSpec, raw};
+
+impl Loader<'_> {
+    pub(super) fn task_group(
+        &mut self,
+        name: &str,
+        file: &str,
+        lookup: &Lookup<'_>,
+        deferred: &mut Vec<Deferred>,
+    ) -> Option<Vec<Echelon>> {
+        let tg = self.parse::<raw::TaskGroupFile>(file)?.task_group;
+        self.check_name(file, "task_group.name", tg.name.as_deref(), name);
+        for (key, value) in [
+            ("task_group.fallback_strategy", &tg.fallback_strategy),
+            ("task_group.fallback.strategy", &tg.fallback.strategy),
+        ] {
+            if let Some(v) = value {
+                if !GROUP_FALLBACKS.contains(&v.as_str()) {
+                    self.issue(
+                        file,
+                        key,
+                        format!(
+                            "unknown fallback strategy {v:?}; expected one of {GROUP_FALLBACKS:?}"
+                        ),
+                    );
+                }
+            }
+        }
+        self.seconds(
+            tg.fallback.retry_delay.filter(|d| *d != 0.0),
+            file,
+            "task_group.fallback.retry_delay",
+        );
+        for (i, target) in tg.fallback.fallback_groups.iter().enumerate() {
+            deferred.push(Deferred {
+                file: file.to_owned(),
+                key: format!("task_group.fallback.fallback_groups[{i}]"),
+                target: target.clone(),
+            });
+        }
+        if tg.echelons.is_empty() {
+            self.issue(
+                file,
+                "task_group.echelons",
+                "a task group needs at least one echelon",
+            );
+            return None;
+        }
+        let mut echelons = Vec::new();
+        for (ename, e) in &tg.echelons {
+            let key = format!("task_group.echelons.{ename}");
+            if ename.contains('.') {
+                self.issue(file, &key, "an echelon name cannot contain '.'");
+            }
+            if e.models.is_empty() {
+                self.issue(
+                    file,
+                    format!("{key}.models"),
+                    "an echelon needs at least one model",
+                );
+            }
+            for (field, value) in [
+                ("concurrency_limit", e.concurrency_limit),
+                ("rpm_limit", e.rpm_limit),
+            ] {
+                if value == Some(0) {
+                    self.issue(file, format!("{key}.{field}"), "must be greater than 0");
+                }
+            }
+            let strategy = self.strategy(e.strategy.as_deref(), file, &format!("{key}.strategy"));
+            let timeout = self.seconds(e.timeout, file, &format!("{key}.timeout"));
+            let mut members: Vec<MemberSpec> = Vec::new();
+            for (i, model) in e.models.iter().enumerate() {
+                match lookup.resolve(model) {
+                    Ok(found) => {
+                        for &instance in found {
+                            if !members.iter().any(|m| m.instance == instance) {
+                                let weight = lookup.instances[instance].weight;
+                                members.push(MemberSpec { instance, weight });
+                            }
+                        }
+                    }
+                    Err(reason) => self.issue(file, format!("{key}.models[{i}]"), reason),
+                }
+            }
+            if members.is_empty() {
+                continue;
+            }
+            echelons.push((
+                e.priority.unwrap_or(i64::MAX),
+                Echelon {
+                    name: ename.clone(),
+                    tier: TierSpec {
+                        label: format!("{name}.{ename}"),
+                        strategy,
+                        members,
+                        max_attempts: e
+                            .max_retries
+                            .map_or(DEFAULT_TIER_ATTEMPTS, |r| r.saturating_add(1)),
+                        timeout,
+                    },
+                },
+            ));
+        }
+        echelons.sort_by(|(pa, a), (pb, b)| pa.cmp(pb).then_with(|| natural(&a.name, &b.name)));
+        Some(echelons.into_iter().map(|(_, e)| e).collect())
+    }
+
+    pub(super) fn pool(
+        &mut self,
+        name: &str,
+        file: &str,
+        groups: &BTreeMap<String, Vec<Echelon>>,
+        disabled: &BTreeSet<&str>,
+        deferred: &mut Vec<Deferred>,
+    ) -> Option<TierSpec> {
+        let pool = self.parse::<raw::PoolFile>(file)?.pool;
+        self.check_name(file, "pool.name", pool.name.as_deref(), name);
+        if pool.task_groups.is_empty() {
+            self.issue(
+                file,
+                "pool.task_groups",
+                "a pool needs at least one task group",
+            );
+            return None;
+        }
+        let strategy = self.strategy(
+            pool.rotation_strategy.kind.as_deref(),
+            file,
+            "pool.rotation_strategy.type",
+        );
+        if let Some(s) = &pool.fallback.strategy {
+            if !POOL_FALLBACKS.contains(&s.as_str()) {
+                self.issue(
+                    file,
+                    "pool.fallback.strategy",
+                    format!("unknown fallback strategy {s:?}; expected one of {POOL_FALLBACKS:?}"),
+                );
+            }
+        }
+        for (i, target) in pool.fallback.fallback_pools.iter().enumerate() {
+            deferred.push(Deferred {
+                file: file.to_owned(),
+                key: format!("pool.fallback.fallback_pools[{i}]"),
+                target: target.clone(),
+            });
+        }
+        for (key, value) in &pool.rotation_strategy.options.weights {
+            let wkey = format!("pool.rotation_strategy.options.weights.{key:?}");
+            let known = key.split_once('.').is_some_and(|(g, e)| {
+                pool.task_groups.iter().any(|x| x == g)
+                    && groups
+                        .get(g)
+                        .is_some_and(|es| es.iter().any(|x| x.name == e))
+            });
+            if !known {
+                self.issue(
+                    file,
+                    &wkey,
+                    format!("{key:?} is not a group.echelon of this pool's task groups"),
+                );
+            }
+            if *value == 0 {
+                self.issue(file, &wkey, "must be at least 1");
+            }
+        }
+        let mut members: Vec<MemberSpec> = Vec::new();
+        for (i, group) in pool.task_groups.iter().enumerate() {
+            let Some(echelons) = groups.get(group) else {
+                self.issue(
+                    file,
+                    format!("pool.task_groups[{i}]"),
+                    unknown("task group", group, disabled),
+                );
+                continue;
+            };
+            for e in echelons {
+                let factor = pool
+                    .rotation_strategy
+                    .options
+                    .weights
+                    .get(&e.tier.label)
+                    .copied()
+                    .and_then(NonZeroU32::new)
+                    .unwrap_or(NonZeroU32::MIN);
+                for m in &e.tier.members {
+                    if !members.iter().any(|x| x.instance == m.instance) {
+                        let weight = m.weight.saturating_mul(factor);
+                        members.push(MemberSpec {
+                            instance: m.instance,
+                            weight,
+                        });
+                    }
+                }
+            }
+        }
+        if members.is_empty() {
+            return None;
+        }
+        Some(TierSpec {
+            label: name.to_owned(),
+            strategy,
+            members,
+            max_attempts: DEFAULT_TIER_ATTEMPTS,
+            timeout: None,
+        })
+    }
+
+    pub(super) fn wrappers(
+        &mut self,
+        file: &str,
+        pools: &BTreeMap<String, TierSpec>,
+        groups: &BTreeMap<String, Vec<Echelon>>,
+        disabled: &BTreeSet<&str>,
+        out: &mut Vec<RouteSpec>,
+    ) {
+        let Some(wf) = self.parse::<raw::WrapperFile>(file) else {
+            return;
+        };
+        for (name, w) in wf.wrappers.iter().filter(|(_, w)| w.enabled) {
+            let key = format!("wrappers.{name}");
+            let tiers = match w.kind.as_str() {
+                "pool" => {
+                    let Some(target) = &w.pool_name else {
+                        self.issue(
+                            file,
+                            format!("{key}.pool_name"),
+                            "missing: a pool wrapper names its pool",
+                        );
+                        continue;
+                    };
+                    match pools.get(target) {
+                        Some(tier) => vec![tier.clone()],
+                        None => {
+                            self.issue(
+                                file,
+                                format!("{key}.pool_name"),
+                                unknown("pool", target, disabled),
+                            );
+                            continue;
+                        }
+                    }
+                }
+                "task_group" => {
+                    let Some(target) = &w.task_group_name else {
+                        self.issue(
+                            file,
+                            format!("{key}.task_group_name"),
+                            "missing: a task_group wrapper names its task group",
+                        );
+                        continue;
+                    };
+                    match groups.get(target) {
+                        Some(echelons) => echelons.iter().map(|e| e.tier.clone()).collect(),
+                        None => {
+                            self.issue(
+                                file,
+                                format!("{key}.task_group_name"),
+                                unknown("task group", target, disabled),
+                            );
+                            continue;
+                        }
+                    }
+                }
+                other => {
+                    self.issue(
+                        file,
+                        format!("{key}.type"),
+                        format!(
+                            "unknown wrapper type {other:?}; expected \"pool\" or \"task_group\""
+                        ),
+                    );
+                    continue;
+                }
+            };
+            if out.iter().any(|r| r.name == *name) {
+                self.issue(file, key, format!("wrapper {name:?} is defined twice"));
+                continue;
+            }
+            out.push(RouteSpec {
+                name: name.clone(),
+                kind: RouteKind::Wrapper,
+                tiers,
+            });
+        }
+    }
+}
+
+/// Everything a task group's `models` entry may name.
+pub(super) struct Lookup<'a> {
+    pub(super) models: &'a BTreeMap<String, Vec<usize>>,
+    pub(super) ids: &'a HashMap<&'a str, usize>,
+    pub(super) providers: &'a BTreeMap<String, Vec<String>>,
+    pub(super) instances: &'a [InstanceSpec],
+    pub(super) disabled: &'a BTreeSet<&'a str>,
+}
+
+impl Lookup<'_> {
+    fn resolve(&self, name: &str) -> Result<&[usize], String> {
+        if let Some(list) = self.models.get(name) {
+            return Ok(list);
+        }
+        if let Some(i) = self.ids.get(name) {
+            return Ok(std::slice::from_ref(i));
+        }
+        Err(match name.split_once(':') {
+            Some((provider, model)) => match self.providers.get(provider) {
+                Some(known) => format!(
+                    "unknown model {name:?}: provider {provider:?} has no model {model:?} (it has: {})",
+                    known.join(", ")
+                ),
+                None if self.disabled.contains(provider) => {
+                    format!(
+                        "unknown model {name:?}: provider {provider:?} is disabled in {REGISTRY}"
+                    )
+                }
+                None => format!(
+                    "unknown model {name:?}: no provider {provider:?} is registered in {REGISTRY}"
+                ),
+            },
+            None => format!("unknown model {name:?}: expected provider:model or an instance id"),
+        })
+    }
+}
+
+/// Compare names so that `echelon2` sorts before `echelon10`.
+fn natural(a: &str, b: &str) -> std::cmp::Ordering {
+    let split = |s: &str| {
+        let digits = s.bytes().rev().take_while(u8::is_ascii_digit).count();
+        let (head, tail) = s.split_at(s.len() - digits);
+        (head.to_owned(), tail.parse::<u64>().ok())
+    };
+    split(a).cmp(&split(b)).then_with(|| a.cmp(b))
+}

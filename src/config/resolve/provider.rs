@@ -1,0 +1,237 @@
+//! `providers/*.toml` → instances: endpoints, keys, headers, timeouts, weights, prices.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+use super::{Loader, REGISTRY};
+use crate::config::{Endpoint, InstanceSpec, Price, Secret, raw};
+use crate::mock::Behavior;
+
+impl Loader<'_> {
+    pub(super) fn provider(
+        &mut self,
+        name: &str,
+        file: &str,
+        default_timeout: Duration,
+        instances: &mut Vec<InstanceSpec>,
+        models: &mut BTreeMap<String, Vec<usize>>,
+    ) {
+        let Some(pf) = self.parse::<raw::ProviderFile>(file) else {
+            return;
+        };
+        let p = &pf.provider;
+        self.check_name(file, "provider.name", p.name.as_deref(), name);
+        if name.contains(':') {
+            self.issue(
+                REGISTRY,
+                format!("providers.{name}"),
+                "a provider name cannot contain ':'",
+            );
+        }
+        let mock = match p.kind.as_str() {
+            "openai" | "openai_compatible" => false,
+            "mock" => true,
+            other => {
+                self.issue(
+                    file,
+                    "provider.type",
+                    format!("unknown provider type {other:?}; expected \"openai\" (any OpenAI-compatible server) or \"mock\""),
+                );
+                return;
+            }
+        };
+        if pf.models.is_empty() {
+            self.issue(
+                file,
+                "models",
+                "the provider defines no models ([models.NAME])",
+            );
+        }
+        let provider_timeout = self.seconds(p.timeout, file, "provider.timeout");
+        for (model_name, model) in &pf.models {
+            let model_ref = format!("{name}:{model_name}");
+            let model_timeout =
+                self.seconds(model.timeout, file, &format!("models.{model_name}.timeout"));
+            let implicit = [raw::Instance::default()];
+            let list: &[raw::Instance] = if model.instances.is_empty() {
+                &implicit
+            } else {
+                &model.instances
+            };
+            for (i, ri) in list.iter().enumerate() {
+                let key = if model.instances.is_empty() {
+                    format!("models.{model_name}")
+                } else {
+                    format!("models.{model_name}.instances[{i}]")
+                };
+                let id = match (&ri.id, model.instances.is_empty()) {
+                    (Some(id), _) => id.clone(),
+                    (None, true) => model_ref.clone(),
+                    (None, false) => format!("{model_ref}#{}", i + 1),
+                };
+                if id.is_empty() {
+                    self.issue(file, format!("{key}.id"), "must not be empty");
+                    continue;
+                }
+                if let Some(other) = instances.iter().find(|x| x.id == id) {
+                    self.issue(
+                        file,
+                        format!("{key}.id"),
+                        format!(
+                            "instance id {id:?} is already used by model {}",
+                            other.model_ref
+                        ),
+                    );
+                    continue;
+                }
+                let endpoint = if mock {
+                    let value = ri
+                        .mock
+                        .clone()
+                        .or_else(|| model.mock.clone())
+                        .or_else(|| p.mock.clone())
+                        .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
+                    let named = value.get("name").is_some();
+                    match serde_path_to_error::deserialize::<_, Behavior>(value) {
+                        Ok(mut b) => {
+                            // Unnamed mocks answer as their instance, so replies say who served.
+                            if !named {
+                                b.name = id.clone();
+                            }
+                            Endpoint::Mock(b)
+                        }
+                        Err(e) => {
+                            let path = e.path().to_string();
+                            let key = match path.as_str() {
+                                "." => format!("{key}.mock"),
+                                _ => format!("{key}.mock.{path}"),
+                            };
+                            self.issue(file, key, e.into_inner().to_string());
+                            continue;
+                        }
+                    }
+                } else {
+                    if ri.mock.is_some() || model.mock.is_some() || p.mock.is_some() {
+                        self.issue(
+                            file,
+                            format!("{key}.mock"),
+                            "mock settings need type = \"mock\"",
+                        );
+                    }
+                    let url = ri.base_url.as_ref().or(model.base_url.as_ref());
+                    let Some(url) = url.or(p.base_url.as_ref()) else {
+                        self.issue(
+                            file,
+                            format!("{key}.base_url"),
+                            "missing: set base_url on [provider] or on the instance",
+                        );
+                        continue;
+                    };
+                    match check_url(url) {
+                        Ok(base_url) => Endpoint::OpenAi { base_url },
+                        Err(reason) => {
+                            let where_ = if ri.base_url.is_some() {
+                                format!("{key}.base_url")
+                            } else if model.base_url.is_some() {
+                                format!("models.{model_name}.base_url")
+                            } else {
+                                "provider.base_url".to_owned()
+                            };
+                            self.issue(file, where_, reason);
+                            continue;
+                        }
+                    }
+                };
+                let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
+                let model_section = format!("models.{model_name}.headers");
+                let instance_section = format!("{key}.headers");
+                let merged = (p.headers.iter().map(|h| ("provider.headers", h)))
+                    .chain(model.headers.iter().map(|h| (model_section.as_str(), h)))
+                    .chain(ri.headers.iter().map(|h| (instance_section.as_str(), h)));
+                for (section, (hname, hvalue)) in merged {
+                    let hkey = format!("{section}.{hname}");
+                    match (
+                        HeaderName::from_bytes(hname.as_bytes()),
+                        HeaderValue::from_str(hvalue),
+                    ) {
+                        (Ok(n), Ok(mut v)) => {
+                            v.set_sensitive(true);
+                            headers.retain(|(existing, _)| existing != n);
+                            headers.push((n, v));
+                        }
+                        (Err(_), _) => self.issue(file, hkey, "is not a valid HTTP header name"),
+                        (_, Err(_)) => self.issue(file, hkey, "is not a valid HTTP header value"),
+                    }
+                }
+                let timeout = self
+                    .seconds(ri.timeout, file, &format!("{key}.timeout"))
+                    .or(model_timeout)
+                    .or(provider_timeout)
+                    .unwrap_or(default_timeout);
+                let weight_value = ri.weight.or(model.weight).unwrap_or(1);
+                let Some(weight) = NonZeroU32::new(weight_value) else {
+                    self.issue(file, format!("{key}.weight"), "must be at least 1");
+                    continue;
+                };
+                let raw_price = ri.price.unwrap_or(model.price);
+                let price = Price {
+                    input_per_1k: raw_price.input_per_1k,
+                    output_per_1k: raw_price.output_per_1k,
+                };
+                let valid = |x: f64| x.is_finite() && x >= 0.0;
+                if !(valid(price.input_per_1k) && valid(price.output_per_1k)) {
+                    self.issue(
+                        file,
+                        format!("{key}.price"),
+                        "prices must be finite and not negative",
+                    );
+                }
+                let api_key = ri
+                    .api_key
+                    .as_ref()
+                    .or(model.api_key.as_ref())
+                    .or(p.api_key.as_ref())
+                    .filter(|k| !k.is_empty())
+                    .map(|k| Secret::new(k.clone()));
+                models
+                    .entry(model_ref.clone())
+                    .or_default()
+                    .push(instances.len());
+                instances.push(InstanceSpec {
+                    id,
+                    model_ref: model_ref.clone(),
+                    provider: name.to_owned(),
+                    upstream_model: model
+                        .upstream_model
+                        .clone()
+                        .unwrap_or_else(|| model_name.clone()),
+                    endpoint,
+                    api_key,
+                    headers,
+                    timeout,
+                    weight,
+                    price,
+                });
+            }
+        }
+    }
+}
+
+fn check_url(url: &str) -> Result<String, String> {
+    let parsed = url
+        .parse::<http::Uri>()
+        .map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
+    if !matches!(parsed.scheme_str(), Some("http" | "https")) {
+        return Err(format!("{url:?} must be an http:// or https:// URL"));
+    }
+    if parsed.host().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} has no host"));
+    }
+    if parsed.query().is_some() || url.contains('#') {
+        return Err(format!("{url:?} must not carry a query or fragment"));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
