@@ -164,7 +164,7 @@ async fn handle(gw: Arc<Gateway>, op: Operation, req: Request) -> Response {
     let result = async {
         let body = read_body(req, limit).await?;
         let request = ClientRequest::parse(op, body)?;
-        crate::proxy::forward(&Upstream::local(), snap, request).await
+        crate::proxy::forward(Upstream::local(), snap, request).await
     }
     .await;
     match result {

@@ -144,8 +144,10 @@ pub struct Upstream {
 
 thread_local! {
     /// One client per worker thread: its pooled connections are driven by that thread's
-    /// runtime, so a request never waits on another thread.
-    static LOCAL: Upstream = Upstream::new();
+    /// runtime, so a request never waits on another thread. Leaked on purpose (one per
+    /// thread, workers live as long as the process) so a request borrows it for free instead
+    /// of cloning the client's handful of `Arc`s (~1 % of CPU per request, perf).
+    static LOCAL: &'static Upstream = Box::leak(Box::new(Upstream::new()));
 }
 
 /// TLS settings shared by every client: system roots (the bundled webpki roots when the
@@ -192,8 +194,8 @@ impl Upstream {
     }
 
     /// This thread's client.
-    pub fn local() -> Self {
-        LOCAL.with(Self::clone)
+    pub fn local() -> &'static Self {
+        LOCAL.with(|client| *client)
     }
 
     /// Send one request and wait for the response head, at most `timeout`.
