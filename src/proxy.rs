@@ -26,9 +26,14 @@ use crate::upstream::{AttemptError, Instance, Upstream};
 /// Largest non-streamed upstream reply accepted (64 MiB: far above any chat or embedding reply).
 const MAX_REPLY_BYTES: usize = 64 << 20;
 
+const ROUTE_HEADER: http::HeaderName = http::HeaderName::from_static("x-switchyard-route");
+const INSTANCE_HEADER: http::HeaderName = http::HeaderName::from_static("x-switchyard-instance");
+const ATTEMPTS_HEADER: http::HeaderName = http::HeaderName::from_static("x-switchyard-attempts");
+
 /// What the access log line and response headers say about a request.
 pub(crate) struct Trace {
     pub route: Arc<str>,
+    pub route_header: Option<HeaderValue>,
     pub started: Instant,
     pub attempts: u32,
     pub tried: Vec<usize>,
@@ -44,6 +49,7 @@ pub async fn forward(
     };
     let mut trace = Trace {
         route: Arc::clone(&route.name),
+        route_header: route.header.clone(),
         started: Instant::now(),
         attempts: 0,
         tried: Vec::with_capacity(4),
@@ -151,13 +157,13 @@ fn respond(
 }
 
 pub(crate) fn add_trace_headers(headers: &mut http::HeaderMap, trace: &Trace, instance: &Instance) {
-    if let Ok(v) = HeaderValue::from_str(&trace.route) {
-        headers.insert("x-switchyard-route", v);
+    if let Some(v) = &trace.route_header {
+        headers.insert(ROUTE_HEADER, v.clone());
     }
-    if let Ok(v) = HeaderValue::from_str(&instance.spec.id) {
-        headers.insert("x-switchyard-instance", v);
+    if let Some(v) = &instance.id_header {
+        headers.insert(INSTANCE_HEADER, v.clone());
     }
-    headers.insert("x-switchyard-attempts", HeaderValue::from(trace.attempts));
+    headers.insert(ATTEMPTS_HEADER, HeaderValue::from(trace.attempts));
 }
 
 pub(crate) fn log_done(

@@ -14,6 +14,8 @@ use crate::config::{RouteKind, RouteSpec};
 #[derive(Debug)]
 pub struct Route {
     pub name: Arc<str>,
+    /// `name` as the `x-switchyard-route` response header, built once.
+    pub header: Option<http::HeaderValue>,
     pub kind: RouteKind,
     pub tiers: Vec<Tier>,
 }
@@ -57,6 +59,7 @@ impl RouteTable {
                 .collect();
             let route = Arc::new(Route {
                 name: spec.name.as_str().into(),
+                header: http::HeaderValue::from_str(&spec.name).ok(),
                 kind: spec.kind,
                 tiers,
             });

@@ -28,6 +28,8 @@ pub struct Instance {
     /// Resolved base URL (a mock's loopback address for `type = "mock"`).
     pub base_url: String,
     pub adapter: Arc<dyn Adapter>,
+    /// The id as the `x-switchyard-instance` response header, built once.
+    pub id_header: Option<HeaderValue>,
     /// Per operation (chat, completions, embeddings): the upstream URL, parsed once.
     uris: [Option<Uri>; 3],
     /// Sent with every request: auth, content type, configured extras.
@@ -50,6 +52,7 @@ impl Instance {
         ];
         let headers = adapter.headers(&spec);
         Self {
+            id_header: HeaderValue::from_str(&spec.id).ok(),
             index,
             spec,
             base_url,

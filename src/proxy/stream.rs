@@ -80,6 +80,7 @@ pub(super) async fn start(
         recorder: Arc::clone(&snap.recorder),
         trace: Trace {
             route: Arc::clone(&trace.route),
+            route_header: None,
             started: trace.started,
             attempts: trace.attempts,
             tried: Vec::new(),
