@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod request;
 pub mod route;
 pub mod server;
+pub mod signal;
 pub mod snapshot;
 pub mod stats;
 pub mod telemetry;

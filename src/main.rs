@@ -178,8 +178,13 @@ async fn serve(
     say(&format!(
         "switchyard listening on http://{bound} ({origin}: {routes} routes, {instances} instances)"
     ));
-    let served =
-        switchyard::server::serve_workers(listeners, gateway, shutdown_signal(), drain).await;
+    let served = switchyard::server::serve_workers(
+        listeners,
+        gateway,
+        switchyard::signal::shutdown(),
+        drain,
+    )
+    .await;
     match served {
         Ok(()) => {
             tracing::info!("switchyard stopped");
@@ -197,25 +202,4 @@ fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }

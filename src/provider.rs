@@ -62,11 +62,6 @@ impl ErrorClass {
             Self::Client => "client",
         }
     }
-
-    /// Whether another instance may succeed where this one failed.
-    pub fn retryable(self) -> bool {
-        !matches!(self, Self::Client)
-    }
 }
 
 /// Translates between the OpenAI-shaped API switchyard serves and one upstream API. URLs and

@@ -175,7 +175,8 @@ fn tls() -> &'static rustls::ClientConfig {
 }
 
 impl Upstream {
-    pub fn new() -> Self {
+    /// A new client; requests use [`Upstream::local`], one per worker thread.
+    fn new() -> Self {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.enforce_http(false);
@@ -215,12 +216,6 @@ impl Upstream {
             Ok(Err(e)) => Err(transport_error(&e)),
             Ok(Ok(response)) => Ok(response),
         }
-    }
-}
-
-impl Default for Upstream {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

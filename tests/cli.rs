@@ -5,8 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{BIN, Proc, Tree, chat_body, client};
-use serde_json::Value;
+use common::{BIN, Proc, Tree, chat_body, client, models};
 
 #[test]
 fn validate_prints_file_key_reason_and_fails_on_a_dangling_reference() {
@@ -52,20 +51,8 @@ fn validate_accepts_the_demo_tree() {
 async fn serve_without_config_runs_the_embedded_demo_on_in_process_mocks() {
     let gw = Proc::start(&["serve", "--listen", "127.0.0.1:0"]);
     let c = client();
-    let models: Value = c
-        .get(format!("{}/v1/models", gw.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<&str> = models["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
+    let listed = models(&c, &gw).await;
+    let ids: Vec<&str> = listed.iter().map(|(id, _)| id.as_str()).collect();
     for name in [
         "fast",
         "fast_pool",

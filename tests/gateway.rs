@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{Proc, Tree, chat_body, client, dead_port, gateway, mock, requests_seen, stats};
+use common::{
+    Proc, Tree, chat_body, client, dead_port, gateway, mock, models, requests_seen, stats,
+};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
@@ -49,6 +51,14 @@ fn tree(instances: &[(&str, &Proc)], spare: Option<&Proc>, extra_registry: &str)
         ),
     );
     t
+}
+
+/// One mock `a` behind the standard tree, its gateway and a client.
+fn one_mock(extra_registry: &str) -> (Proc, Tree, Proc, reqwest::Client) {
+    let a = mock("a", &[]);
+    let t = tree(&[("a", &a)], None, extra_registry);
+    let gw = gateway(t.path());
+    (a, t, gw, client())
 }
 
 async fn post(c: &reqwest::Client, gw: &Proc, path: &str, body: &Value) -> reqwest::Response {
@@ -107,25 +117,7 @@ async fn every_routing_name_kind_resolves_and_models_lists_them() {
     let t = tree(&[("a", &a), ("b", &b)], Some(&s), "");
     let gw = gateway(t.path());
     let c = client();
-    let listed: Value = c
-        .get(format!("{}/v1/models", gw.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let names: Vec<(&str, &str)> = listed["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["id"].as_str().unwrap(),
-                m["switchyard_kind"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let names = models(&c, &gw).await;
     let expected = [
         ("w", "wrapper"),
         ("p", "pool"),
@@ -138,8 +130,9 @@ async fn every_routing_name_kind_resolves_and_models_lists_them() {
         ("b", "instance"),
         ("spare", "instance"),
     ];
-    for name in expected {
-        assert!(names.contains(&name), "{name:?} not in {names:?}");
+    for (id, kind) in expected {
+        let listed = names.iter().any(|(i, k)| i == id && k == kind);
+        assert!(listed, "({id}, {kind}) not in {names:?}");
     }
     for (name, _) in expected {
         let r = post(&c, &gw, "/v1/chat/completions", &chat_body(name)).await;
@@ -202,10 +195,7 @@ async fn streaming_is_forwarded_chunk_by_chunk_not_buffered() {
 
 #[tokio::test]
 async fn body_is_forwarded_as_sent_with_only_model_rewritten_and_usage_honoured() {
-    let a = mock("a", &[]);
-    let t = tree(&[("a", &a)], None, "");
-    let gw = gateway(t.path());
-    let c = client();
+    let (a, _t, gw, c) = one_mock("");
     let raw = r#"{"seed":7,"model":"up:m","tools":[{"type":"function","function":{"name":"f","parameters":{}}}],"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_object"},"x_vendor":{"deep":[1,2,3]},"stream":true,"stream_options":{"include_usage":true}}"#;
     let r = c
         .post(format!("{}/v1/chat/completions", gw.url))
@@ -271,10 +261,7 @@ async fn body_is_forwarded_as_sent_with_only_model_rewritten_and_usage_honoured(
 
 #[tokio::test]
 async fn completions_and_embeddings_pass_through() {
-    let a = mock("a", &[]);
-    let t = tree(&[("a", &a)], None, "");
-    let gw = gateway(t.path());
-    let c = client();
+    let (a, _t, gw, c) = one_mock("");
     let r = post(
         &c,
         &gw,
@@ -316,10 +303,7 @@ async fn expect_error(r: reqwest::Response, status: u16, code: Option<&str>, nee
 
 #[tokio::test]
 async fn bad_input_gets_openai_style_errors_never_500() {
-    let a = mock("a", &[]);
-    let t = tree(&[("a", &a)], None, "[server]\nmax_body_bytes = 2048\n");
-    let gw = gateway(t.path());
-    let c = client();
+    let (a, _t, gw, c) = one_mock("[server]\nmax_body_bytes = 2048\n");
     let url = format!("{}/v1/chat/completions", gw.url);
     let send = |body: &'static str| {
         c.post(&url)
@@ -496,10 +480,7 @@ async fn sigterm_drains_an_in_flight_stream_then_exits_cleanly() {
 
 #[tokio::test]
 async fn health_and_readiness() {
-    let a = mock("a", &[]);
-    let t = tree(&[("a", &a)], None, "");
-    let gw = gateway(t.path());
-    let c = client();
+    let (_a, _t, gw, c) = one_mock("");
     let r = c.get(format!("{}/healthz", gw.url)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let r = c.get(format!("{}/readyz", gw.url)).send().await.unwrap();

@@ -105,7 +105,7 @@ pub async fn run(args: MockArgs) -> io::Result<()> {
         .validate()
         .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?;
     let listener = TcpListener::bind(args.listen()).await?;
-    serve_until_stopped(listener, behavior, io::stdout(), shutdown_signal()).await?;
+    serve_until_stopped(listener, behavior, io::stdout(), crate::signal::shutdown()).await?;
     Ok(())
 }
 
@@ -129,31 +129,6 @@ pub(crate) async fn serve_until_stopped<W: Write>(
         () = handle.stopped() => {}
     }
     Ok(out)
-}
-
-/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM. A signal that cannot be listened for
-/// just never fires.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
-    }
 }
 
 #[cfg(test)]

@@ -95,6 +95,5 @@ mod tests {
             ErrorClass::RateLimited
         );
         assert_eq!(OpenAi.classify(StatusCode::BAD_GATEWAY), ErrorClass::Server);
-        assert!(!ErrorClass::Client.retryable() && ErrorClass::Connect.retryable());
     }
 }

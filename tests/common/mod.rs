@@ -165,6 +165,27 @@ pub async fn requests_seen(c: &reqwest::Client, mock: &Proc) -> u64 {
     stats(c, mock).await["requests"].as_u64().unwrap()
 }
 
+/// `GET /v1/models` as `(id, switchyard_kind)` pairs.
+pub async fn models(c: &reqwest::Client, gw: &Proc) -> Vec<(String, String)> {
+    let listed: Value = c
+        .get(format!("{}/v1/models", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let field = |k: &str| m[k].as_str().unwrap().to_owned();
+            (field("id"), field("switchyard_kind"))
+        })
+        .collect()
+}
+
 /// A loopback port nothing listens on.
 pub fn dead_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
