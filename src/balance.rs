@@ -1,60 +1,113 @@
-//! Load balancing: choosing one instance of a tier for the next attempt.
+//! Load balancing: choosing one member of a tier for the next attempt.
 //!
-//! A strategy only chooses. Who is eligible (not yet tried by this request; later: healthy,
-//! breaker closed, under its limits) is decided by the caller and passed in as `accept`, so
-//! failover is "pick again without the one that failed" (pingora's `select_with`).
+//! A strategy only chooses. Who is eligible is the caller's: [`Candidates::accepts`] says no
+//! to members this request already tried and to instances that do not admit traffic (draining
+//! now; ejected, breaker-open or over their limits as those land), so failover is "pick again
+//! without the one that failed" (pingora's `select_with`). Eligibility is read from atomics
+//! inline, not through a callback, so a pick over 64 members stays in the tens of nanoseconds.
 //!
 //! - `round_robin`: exact rotation; N×k picks over N members give k each.
 //! - `weighted`: smooth weighted round robin (nginx), precomputed into a lock-free sequence.
 //! - `least_connections`: fewest in-flight requests, ties broken by rotation.
-//! - `random`: weighted random.
+//! - `random`: weighted random (uniform when weights are equal).
+//! - `p2c`: power of two choices on in-flight load per unit of weight (Envoy's default).
+//! - `latency`: peak-EWMA latency × (in-flight + 1) over two random candidates (Finagle).
+//! - `score`: seed 001's multi-factor score (weight, health, performance, reliability, cost).
+//! - `cost`: the cheapest member by configured price, ties rotated.
 
+mod cost;
 mod least_connections;
+mod p2c;
 mod random;
 mod round_robin;
+mod score;
 mod weighted;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
+pub use cost::Cost;
 pub use least_connections::LeastConnections;
+pub use p2c::{Latency, P2c};
 pub use random::Random;
 pub use round_robin::RoundRobin;
+pub use score::{Score, ScoreWeights};
 pub use weighted::Weighted;
 
-/// What a strategy may look at when it picks: live load, eligibility, and whether this is a
-/// retry within the same request.
+use crate::config::Price;
+use crate::stats::Live;
+
+/// One member of a tier as strategies see it.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// The instance's index in its snapshot (what "already tried" is checked against).
+    pub instance: usize,
+    pub live: Arc<Live>,
+    /// Effective weight in this tier (instance weight × the pool's `group.echelon` factor).
+    pub weight: u32,
+    pub price: Price,
+}
+
+impl Member {
+    /// Price of 1k input plus 1k output tokens: one number to rank instances by.
+    pub fn unit_price(&self) -> f64 {
+        self.price.input_per_1k + self.price.output_per_1k
+    }
+}
+
+/// What a strategy may look at when it picks.
 pub struct Candidates<'a> {
-    /// Member `i`'s current number of open requests.
-    pub in_flight: &'a dyn Fn(usize) -> u64,
-    /// Whether member `i` may be chosen (untried; later also healthy, under its limits).
-    pub accept: &'a dyn Fn(usize) -> bool,
+    pub members: &'a [Member],
+    /// Instances (snapshot indices) this request already tried; a handful at most.
+    pub tried: &'a [usize],
     /// The request already tried a member of this tier. Rotations then continue from where
     /// they stand without taking a new turn, so a failing member does not lock step with the
     /// rotation and come first for every request.
     pub retry: bool,
+    /// Now, on [`crate::stats::clock_ns`]'s clock (decays latency estimates).
+    pub now_ns: u64,
 }
 
-impl Candidates<'_> {
-    /// Every member accepted, no load: for tests and benchmarks.
-    pub fn all() -> Candidates<'static> {
-        Candidates {
-            in_flight: &|_| 0,
-            accept: &|_| true,
+impl<'a> Candidates<'a> {
+    /// A first attempt over `members` at time `now_ns`.
+    pub fn new(members: &'a [Member], now_ns: u64) -> Self {
+        Self {
+            members,
+            tried: &[],
             retry: false,
+            now_ns,
         }
+    }
+
+    /// Whether member `i` may be chosen.
+    #[inline]
+    pub fn accepts(&self, i: usize) -> bool {
+        let m = &self.members[i];
+        m.live.admits() && !self.tried.contains(&m.instance)
+    }
+
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
     }
 }
 
 /// Picks one member index of a tier.
 pub trait Strategy: Send + Sync + fmt::Debug {
-    /// Choose among members `0..n` that `c.accept`s; `None` when none is accepted.
+    /// Choose among the members `c.accepts`; `None` when it accepts none.
     fn pick(&self, c: &Candidates<'_>) -> Option<usize>;
 }
 
 /// Take a turn from a shared rotation counter (or, on a retry, read where it stands).
-fn turn(counter: &std::sync::atomic::AtomicUsize, retry: bool) -> usize {
-    use std::sync::atomic::Ordering::Relaxed;
+#[inline]
+fn turn(counter: &AtomicUsize, retry: bool) -> usize {
     // Relaxed: the counter only hands out turns; it orders no other memory.
     if retry {
         counter.load(Relaxed)
@@ -63,18 +116,37 @@ fn turn(counter: &std::sync::atomic::AtomicUsize, retry: bool) -> usize {
     }
 }
 
+/// Scan from `start`, wrapping, and return the first accepted member.
+#[inline]
+fn first_accepted(c: &Candidates<'_>, start: usize) -> Option<usize> {
+    let n = c.len();
+    (start..n).chain(0..start).find(|&i| c.accepts(i))
+}
+
 /// The strategies a config may name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StrategyKind {
     RoundRobin,
     Weighted,
     LeastConnections,
     Random,
+    P2c,
+    Latency,
+    Score,
+    Cost,
 }
 
 impl StrategyKind {
-    pub const NAMES: &'static [&'static str] =
-        &["round_robin", "weighted", "least_connections", "random"];
+    pub const ALL: [Self; 8] = [
+        Self::RoundRobin,
+        Self::Weighted,
+        Self::LeastConnections,
+        Self::Random,
+        Self::P2c,
+        Self::Latency,
+        Self::Score,
+        Self::Cost,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -82,23 +154,38 @@ impl StrategyKind {
             Self::Weighted => "weighted",
             Self::LeastConnections => "least_connections",
             Self::Random => "random",
+            Self::P2c => "p2c",
+            Self::Latency => "latency",
+            Self::Score => "score",
+            Self::Cost => "cost",
         }
     }
 
-    /// A fresh strategy over members with these weights (each at least 1).
-    pub fn build(self, weights: &[u32]) -> Box<dyn Strategy> {
+    /// A fresh strategy over `members`.
+    pub fn build(self, members: &[Member], score: ScoreWeights) -> Box<dyn Strategy> {
+        let weights: Vec<u32> = members.iter().map(|m| m.weight).collect();
         match self {
-            Self::RoundRobin => Box::new(RoundRobin::new(weights.len())),
-            Self::Weighted => Box::new(Weighted::new(weights)),
-            Self::LeastConnections => Box::new(LeastConnections::new(weights.len())),
-            Self::Random => Box::new(Random::new(weights)),
+            Self::RoundRobin => Box::new(RoundRobin::default()),
+            Self::Weighted => Box::new(Weighted::new(&weights)),
+            Self::LeastConnections => Box::new(LeastConnections::default()),
+            Self::Random => Box::new(Random::new(&weights)),
+            Self::P2c => Box::new(P2c),
+            Self::Latency => Box::new(Latency),
+            Self::Score => Box::new(Score::new(score)),
+            Self::Cost => Box::new(Cost::default()),
         }
     }
 }
 
-/// A strategy name that is not one of [`StrategyKind::NAMES`].
+impl fmt::Display for StrategyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A strategy name that is not one of [`StrategyKind::ALL`].
 #[derive(Debug, thiserror::Error)]
-#[error("unknown strategy {0:?}; expected one of: {names}", names = StrategyKind::NAMES.join(", "))]
+#[error("unknown strategy {0:?}; expected one of: {names}", names = StrategyKind::ALL.map(StrategyKind::as_str).join(", "))]
 pub struct UnknownStrategy(String);
 
 impl FromStr for StrategyKind {
@@ -109,15 +196,29 @@ impl FromStr for StrategyKind {
             "round_robin" => Self::RoundRobin,
             "weighted" | "weighted_round_robin" => Self::Weighted,
             "least_connections" | "least_used" => Self::LeastConnections,
-            "random" => Self::Random,
+            "random" | "weighted_random" => Self::Random,
+            "p2c" | "power_of_two_choices" | "least_request" => Self::P2c,
+            "latency" | "response_time" | "peak_ewma" => Self::Latency,
+            "score" | "intelligent" | "smart" => Self::Score,
+            "cost" | "cheapest" => Self::Cost,
             other => return Err(UnknownStrategy(other.to_owned())),
         })
     }
 }
 
-/// Scan `n` members starting at `start`, wrapping, and return the first accepted one.
-fn first_accepted(n: usize, start: usize, accept: &dyn Fn(usize) -> bool) -> Option<usize> {
-    (0..n).map(|k| (start + k) % n).find(|&i| accept(i))
+/// Fresh members with these weights (no price, new live state, instance `i` at position `i`):
+/// for tests, benchmarks and library callers that balance their own things.
+pub fn members(weights: &[u32]) -> Vec<Member> {
+    weights
+        .iter()
+        .enumerate()
+        .map(|(i, &weight)| Member {
+            instance: i,
+            live: Arc::new(Live::new(0)),
+            weight,
+            price: Price::default(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -126,13 +227,53 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_unknown_names_list_the_valid_ones() {
-        for name in StrategyKind::NAMES {
-            assert_eq!(name.parse::<StrategyKind>().unwrap().as_str(), *name);
+        for kind in StrategyKind::ALL {
+            assert_eq!(kind.as_str().parse::<StrategyKind>().unwrap(), kind);
         }
         let err = "fastest".parse::<StrategyKind>().unwrap_err().to_string();
         assert!(
-            err.contains("\"fastest\"") && err.contains("least_connections"),
+            err.contains("\"fastest\"") && err.contains("least_connections") && err.contains("p2c"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn draining_members_and_tried_instances_are_not_accepted() {
+        let m = members(&[1, 1, 1]);
+        m[1].live.drain();
+        let tried = [2];
+        let c = Candidates {
+            tried: &tried,
+            ..Candidates::new(&m, 0)
+        };
+        assert_eq!(
+            (0..3).map(|i| c.accepts(i)).collect::<Vec<_>>(),
+            [true, false, false]
+        );
+    }
+
+    /// Every strategy: never picks a refused member, `None` when all are refused.
+    #[test]
+    fn every_strategy_respects_eligibility() {
+        let m = members(&[1, 2, 3, 4]);
+        let tried = [0, 3];
+        m[1].live.drain();
+        for kind in StrategyKind::ALL {
+            let s = kind.build(&m, ScoreWeights::default());
+            let c = Candidates {
+                tried: &tried,
+                ..Candidates::new(&m, 0)
+            };
+            for _ in 0..50 {
+                assert_eq!(s.pick(&c), Some(2), "{kind}");
+            }
+            let all = [0, 1, 2, 3];
+            let none = Candidates {
+                tried: &all,
+                ..Candidates::new(&m, 0)
+            };
+            assert_eq!(s.pick(&none), None, "{kind}");
+            assert_eq!(s.pick(&Candidates::new(&[], 0)), None, "{kind}");
+        }
     }
 }

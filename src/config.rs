@@ -24,7 +24,7 @@ use http::{HeaderName, HeaderValue};
 
 pub use source::{DEMO, DirSource, EmbeddedSource, Source};
 
-use crate::balance::StrategyKind;
+use crate::balance::{ScoreWeights, StrategyKind};
 use crate::mock::Behavior;
 
 /// A validated configuration. Built once per load; never mutated.
@@ -139,6 +139,8 @@ pub struct TierSpec {
     pub max_attempts: u32,
     /// Per-attempt timeout overriding the instance's own.
     pub timeout: Option<Duration>,
+    /// Factor weights of the `score` strategy.
+    pub score: ScoreWeights,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

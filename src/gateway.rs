@@ -41,7 +41,7 @@ impl Gateway {
                 mocks.push(handle);
             }
         }
-        let snapshot = Snapshot::build(Arc::new(config), &urls);
+        let snapshot = Snapshot::build(Arc::new(config), &urls, None);
         Ok(Arc::new(Self {
             snapshot: ArcSwap::from_pointee(snapshot),
             _mocks: mocks,

@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::provider::ErrorClass;
 use crate::request::ClientRequest;
 use crate::snapshot::Snapshot;
-use crate::stats::Outcome;
+use crate::stats::{Attempt, Outcome, clock_ns};
 use crate::upstream::{AttemptError, Instance, Upstream};
 
 /// Largest non-streamed upstream reply accepted (64 MiB: far above any chat or embedding reply).
@@ -57,28 +57,32 @@ pub async fn forward(
     let mut last: Option<(Arc<Instance>, AttemptError)> = None;
     for tier in &route.tiers {
         for attempt_in_tier in 0..tier.max_attempts {
-            // A block, so the borrowed closures (not Send) are gone before the first await.
-            let pick = {
-                let tried = &trace.tried;
-                tier.strategy.pick(&Candidates {
-                    in_flight: &|i| snap.instances[tier.members[i]].in_flight(),
-                    accept: &|i| !tried.contains(&tier.members[i]),
-                    retry: attempt_in_tier > 0,
-                })
-            };
-            let Some(pick) = pick else {
+            let pick = tier.strategy.pick(&Candidates {
+                members: &tier.members,
+                tried: &trace.tried,
+                retry: attempt_in_tier > 0,
+                now_ns: clock_ns(),
+            });
+            let Some(instance) = pick.and_then(|p| snap.instances.get(tier.members[p].instance))
+            else {
                 break;
             };
-            let instance = Arc::clone(&snap.instances[tier.members[pick]]);
+            let instance = Arc::clone(instance);
             trace.tried.push(instance.index);
             trace.attempts += 1;
             let timeout = tier.timeout.unwrap_or(instance.spec.timeout);
+            let attempt_started = Instant::now();
             match attempt(upstream, &snap, &req, &instance, timeout, &trace).await {
                 Ok(response) => return Ok(response),
                 // Client faults come back as responses, so every error here is the instance's.
                 Err(e) => {
-                    snap.recorder
-                        .record(instance.index, Outcome::Failure(e.class));
+                    record(
+                        &snap,
+                        &instance,
+                        Outcome::Failure(e.class),
+                        attempt_started,
+                        None,
+                    );
                     tracing::warn!(
                         route = %trace.route,
                         tier = %tier.label,
@@ -105,6 +109,7 @@ async fn attempt(
     trace: &Trace,
 ) -> Result<Response, AttemptError> {
     let guard = instance.start();
+    let started = guard.since();
     let request = instance.request(req.op, req.body_for(&instance.spec.upstream_model))?;
     let deadline = tokio::time::Instant::now() + timeout;
     let (head, body) = upstream.send(request, timeout).await?.into_parts();
@@ -118,6 +123,7 @@ async fn attempt(
             .unwrap_or_default();
         if class == ErrorClass::Client {
             // The client's own mistake: hand the provider's answer back unchanged.
+            record(snap, instance, Outcome::Failure(class), started, None);
             log_done(trace, instance, status, false, None, None, "client_error");
             return Ok(respond(status, content_type, body.into(), trace, instance));
         }
@@ -132,10 +138,27 @@ async fn attempt(
     }
     let body = reply::read_body(body, MAX_REPLY_BYTES, deadline).await?;
     let usage = reply::check(&body)?;
-    snap.recorder.record(instance.index, usage.outcome());
+    record(snap, instance, usage.outcome(), started, None);
     log_done(trace, instance, status, false, Some(usage), None, "ok");
     drop(guard);
     Ok(respond(status, content_type, body.into(), trace, instance))
+}
+
+/// Report one finished attempt to the snapshot's recorder.
+pub(crate) fn record(
+    snap: &Snapshot,
+    instance: &Instance,
+    outcome: Outcome,
+    started: Instant,
+    ttft: Option<std::time::Duration>,
+) {
+    let attempt = Attempt {
+        outcome,
+        latency: started.elapsed(),
+        ttft,
+    };
+    snap.recorder
+        .record(&instance.live, instance.spec.price, &attempt, clock_ns());
 }
 
 fn respond(

@@ -1,15 +1,18 @@
 //! Routing names → routes, resolved once per config load.
 //!
 //! A [`Route`] is what a client's `model` names: an ordered list of [`Tier`]s (a task group's
-//! echelons by priority; one tier for a pool, echelon, model or instance). Each tier owns the
-//! strategy state that spreads its requests over its members.
+//! echelons by priority; one tier for a pool, echelon, model or instance). A tier is shared by
+//! every route that contains it (the wrapper `fast` and its pool `fast_pool`; the group
+//! `plan_group` and `plan_group.echelon1`), so they rotate through the same turns and a strategy
+//! change by tier name applies to all of them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::balance::{Strategy, StrategyKind};
-use crate::config::{RouteKind, RouteSpec};
+use crate::balance::{Member, ScoreWeights, Strategy, StrategyKind};
+use crate::config::{RouteKind, RouteSpec, TierSpec};
+use crate::upstream::Instance;
 
 #[derive(Debug)]
 pub struct Route {
@@ -17,18 +20,46 @@ pub struct Route {
     /// `name` as the `x-switchyard-route` response header, built once.
     pub header: Option<http::HeaderValue>,
     pub kind: RouteKind,
-    pub tiers: Vec<Tier>,
+    pub tiers: Vec<Arc<Tier>>,
 }
 
 #[derive(Debug)]
 pub struct Tier {
+    /// `group.echelon`, pool, model or instance id: what logs and the admin API call it.
     pub label: String,
     pub strategy_kind: StrategyKind,
-    /// Instance indices into the snapshot's instance list.
-    pub members: Vec<usize>,
+    pub score: ScoreWeights,
+    pub members: Vec<Member>,
     pub strategy: Box<dyn Strategy>,
     pub max_attempts: u32,
     pub timeout: Option<Duration>,
+}
+
+impl Tier {
+    fn build(spec: &TierSpec, instances: &[Arc<Instance>]) -> Self {
+        let members: Vec<Member> = spec
+            .members
+            .iter()
+            .filter_map(|m| {
+                let instance = instances.get(m.instance)?;
+                Some(Member {
+                    instance: m.instance,
+                    live: Arc::clone(&instance.live),
+                    weight: m.weight.get(),
+                    price: instance.spec.price,
+                })
+            })
+            .collect();
+        Self {
+            label: spec.label.clone(),
+            strategy_kind: spec.strategy,
+            score: spec.score,
+            strategy: spec.strategy.build(&members, spec.score),
+            members,
+            max_attempts: spec.max_attempts.max(1),
+            timeout: spec.timeout,
+        }
+    }
 }
 
 /// Every routing name of one snapshot.
@@ -36,25 +67,23 @@ pub struct Tier {
 pub struct RouteTable {
     by_name: HashMap<Box<str>, Arc<Route>>,
     ordered: Vec<Arc<Route>>,
+    tiers: HashMap<String, Arc<Tier>>,
 }
 
 impl RouteTable {
-    pub fn build(specs: &[RouteSpec]) -> Self {
+    pub fn build(specs: &[RouteSpec], instances: &[Arc<Instance>]) -> Self {
         let mut table = Self::default();
         for spec in specs {
             let tiers = spec
                 .tiers
                 .iter()
                 .map(|t| {
-                    let weights: Vec<u32> = t.members.iter().map(|m| m.weight.get()).collect();
-                    Tier {
-                        label: t.label.clone(),
-                        strategy_kind: t.strategy,
-                        members: t.members.iter().map(|m| m.instance).collect(),
-                        strategy: t.strategy.build(&weights),
-                        max_attempts: t.max_attempts.max(1),
-                        timeout: t.timeout,
-                    }
+                    // Tier labels are routing names, unique across kinds: equal label, same tier.
+                    let tier = table
+                        .tiers
+                        .entry(t.label.clone())
+                        .or_insert_with(|| Arc::new(Tier::build(t, instances)));
+                    Arc::clone(tier)
                 })
                 .collect();
             let route = Arc::new(Route {
@@ -75,6 +104,11 @@ impl RouteTable {
 
     pub fn get(&self, name: &str) -> Option<&Arc<Route>> {
         self.by_name.get(name)
+    }
+
+    /// The tier with this label (a pool, `group.echelon`, model or instance id).
+    pub fn tier(&self, label: &str) -> Option<&Arc<Tier>> {
+        self.tiers.get(label)
     }
 
     /// All routes in config order.

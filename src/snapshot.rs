@@ -1,6 +1,7 @@
 //! One loaded config made live: instances, routes, counters. Requests load the current
-//! snapshot once (`Gateway::snapshot`) and never see a mix of two configs; a reload builds a
-//! whole new one and swaps it in atomically.
+//! snapshot once (`Gateway::snapshot`) and never see a mix of two configs; a reload or a
+//! runtime change builds a whole new one and swaps it in atomically. Each instance's
+//! [`Live`] state is carried over by id, so load and statistics survive the swap.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use serde::Serialize;
 use crate::config::{Config, Endpoint};
 use crate::provider::OpenAi;
 use crate::route::{Route, RouteTable};
-use crate::stats::{MemoryRecorder, Recorder};
+use crate::stats::{Live, MemoryRecorder, Recorder, clock_ns};
 use crate::upstream::Instance;
 
 pub struct Snapshot {
@@ -24,9 +25,23 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// `mock_urls` maps the id of each `type = "mock"` instance to its running mock's base URL.
-    pub fn build(config: Arc<Config>, mock_urls: &HashMap<String, String>) -> Self {
+    /// `mock_urls` maps the id of each `type = "mock"` instance to its running mock's base URL;
+    /// instances of `previous` keep their live state.
+    pub fn build(
+        config: Arc<Config>,
+        mock_urls: &HashMap<String, String>,
+        previous: Option<&Snapshot>,
+    ) -> Self {
         let adapter = Arc::new(OpenAi);
+        let now = clock_ns();
+        let carried: HashMap<&str, &Arc<Live>> = previous
+            .map(|p| {
+                p.instances
+                    .iter()
+                    .map(|i| (i.spec.id.as_str(), &i.live))
+                    .collect()
+            })
+            .unwrap_or_default();
         let instances = config
             .instances
             .iter()
@@ -36,13 +51,22 @@ impl Snapshot {
                     Endpoint::OpenAi { base_url } => base_url.clone(),
                     Endpoint::Mock(_) => mock_urls.get(&spec.id).cloned().unwrap_or_default(),
                 };
-                Arc::new(Instance::new(i, spec.clone(), base_url, adapter.clone()))
+                let live = carried
+                    .get(spec.id.as_str())
+                    .map_or_else(|| Arc::new(Live::new(now)), |l| Arc::clone(l));
+                Arc::new(Instance::new(
+                    i,
+                    spec.clone(),
+                    base_url,
+                    adapter.clone(),
+                    live,
+                ))
             })
             .collect::<Vec<_>>();
-        let routes = RouteTable::build(&config.routes);
+        let routes = RouteTable::build(&config.routes, &instances);
         let models_json = render_models(&routes);
         Self {
-            recorder: Arc::new(MemoryRecorder::new(instances.len())),
+            recorder: Arc::new(MemoryRecorder),
             config,
             instances,
             routes,
@@ -52,6 +76,22 @@ impl Snapshot {
 
     pub fn route(&self, name: &str) -> Option<&Arc<Route>> {
         self.routes.get(name)
+    }
+
+    pub fn instance(&self, id: &str) -> Option<&Arc<Instance>> {
+        self.instances.iter().find(|i| i.spec.id == id)
+    }
+
+    /// The instance a first attempt on `route` would go to now (seed 000's `select_instance`):
+    /// its first tier with an eligible member, picked by that tier's strategy.
+    pub fn select_instance(&self, route: &str) -> Option<&Arc<Instance>> {
+        let now = clock_ns();
+        self.route(route)?.tiers.iter().find_map(|tier| {
+            let pick = tier
+                .strategy
+                .pick(&crate::balance::Candidates::new(&tier.members, now))?;
+            self.instances.get(tier.members[pick].instance)
+        })
     }
 
     /// Instances that could take a request now.

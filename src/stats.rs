@@ -1,15 +1,47 @@
-//! Per-instance counters: what each upstream has served, failed and cost.
+//! What each instance is doing and has done: the live load and statistics that strategies
+//! read on every pick and dashboards show.
 //!
-//! In-flight counts are process-local atomics on the instance (the balancer reads them on every
-//! pick). Totals go through the [`Recorder`] trait so a later shared store (Redis) can sit
-//! behind the same calls; [`MemoryRecorder`] is the in-process implementation: one set of
-//! relaxed atomics per instance, so recording never serialises requests.
+//! - [`Live`]: one instance's in-flight count, drain flag, peak-EWMA latency (time to first
+//!   token for streams), success EWMA, consecutive failures, lifetime totals by error class,
+//!   tokens and cost, and a sliding one-minute [`window`]. Every field is a relaxed atomic:
+//!   recording never serialises requests, reading costs a few loads. A `Live` is keyed by
+//!   instance id and carried over when the config is rebuilt, so counts survive reloads and
+//!   runtime changes.
+//! - [`Recorder`]: where finished attempts are reported. [`MemoryRecorder`] writes them into
+//!   the instance's `Live`; a shared store (Redis) can implement the same call later. Load
+//!   estimates stay process-local either way, as in every proxy that balances on them.
+//! - `ewma`: the decaying averages; `window`: the minute.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+mod ewma;
+mod window;
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::config::Price;
 use crate::provider::ErrorClass;
+pub use ewma::{Ewma, PeakEwma};
+pub use window::Minute;
+use window::{Sample, Window};
+
+/// Peak-EWMA time constant: ~10 s, as in Finagle and Linkerd.
+pub const LATENCY_TAU: Duration = Duration::from_secs(10);
+/// Success EWMA time constant: the one-minute horizon of seed 000.
+pub const SUCCESS_TAU: Duration = Duration::from_secs(60);
+/// Latency assumed before the first sample: a typical time to first token, so a new instance
+/// is neither free (and flooded) nor shunned.
+pub const LATENCY_PRIOR: Duration = Duration::from_millis(500);
+
+/// Nanoseconds on the process's monotonic clock. Everything here takes `now` as an argument
+/// (tests drive time by hand); the request path passes this.
+pub fn clock_ns() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
 
 /// How one attempt against one instance ended.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -21,109 +53,320 @@ pub enum Outcome {
     Failure(ErrorClass),
 }
 
-/// Where totals are kept.
+/// One finished attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Attempt {
+    pub outcome: Outcome,
+    /// Dispatch to the end of the reply (for streams: to the end of the stream).
+    pub latency: Duration,
+    /// Dispatch to the first event, for streams.
+    pub ttft: Option<Duration>,
+}
+
+/// Where finished attempts are reported.
 pub trait Recorder: Send + Sync {
-    /// Count one finished attempt on instance `index`.
-    fn record(&self, index: usize, outcome: Outcome);
-    /// Current totals of instance `index`.
-    fn totals(&self, index: usize) -> Totals;
+    fn record(&self, live: &Live, price: Price, attempt: &Attempt, now_ns: u64);
 }
 
-/// Lifetime totals of one instance.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Totals {
-    pub requests: u64,
-    pub successes: u64,
-    pub failures: u64,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-}
+/// Keeps everything in the instance's own [`Live`].
+#[derive(Debug, Default)]
+pub struct MemoryRecorder;
 
-#[derive(Default)]
-struct Cell {
-    requests: AtomicU64,
-    successes: AtomicU64,
-    failures: AtomicU64,
-    prompt_tokens: AtomicU64,
-    completion_tokens: AtomicU64,
-}
-
-/// In-memory totals, one cell per instance.
-pub struct MemoryRecorder {
-    cells: Vec<Cell>,
-}
-
-impl MemoryRecorder {
-    pub fn new(instances: usize) -> Self {
-        Self {
-            cells: (0..instances).map(|_| Cell::default()).collect(),
-        }
+impl Recorder for MemoryRecorder {
+    fn record(&self, live: &Live, price: Price, attempt: &Attempt, now_ns: u64) {
+        live.record(price, attempt, now_ns);
     }
 }
 
-impl Recorder for MemoryRecorder {
-    fn record(&self, index: usize, outcome: Outcome) {
-        let Some(cell) = self.cells.get(index) else {
-            return;
-        };
-        cell.requests.fetch_add(1, Ordering::Relaxed);
-        match outcome {
+const CLASSES: [ErrorClass; 7] = [
+    ErrorClass::Connect,
+    ErrorClass::Timeout,
+    ErrorClass::RateLimited,
+    ErrorClass::Auth,
+    ErrorClass::Server,
+    ErrorClass::Malformed,
+    ErrorClass::Client,
+];
+
+fn class_slot(class: ErrorClass) -> usize {
+    CLASSES.iter().position(|&c| c == class).unwrap_or(0)
+}
+
+/// Live state of one instance.
+#[derive(Debug)]
+pub struct Live {
+    in_flight: AtomicU64,
+    draining: AtomicBool,
+    consecutive_failures: AtomicU32,
+    latency: PeakEwma,
+    ttft_ms: Ewma,
+    success: Ewma,
+    requests: AtomicU64,
+    successes: AtomicU64,
+    failures: [AtomicU64; CLASSES.len()],
+    prompt_tokens: AtomicU64,
+    completion_tokens: AtomicU64,
+    /// Spend in millionths of the price unit.
+    cost_micros: AtomicU64,
+    window: Window,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Self::new(clock_ns())
+    }
+}
+
+impl Live {
+    pub fn new(now_ns: u64) -> Self {
+        Self {
+            in_flight: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
+            consecutive_failures: AtomicU32::new(0),
+            latency: PeakEwma::new(
+                LATENCY_TAU.as_nanos() as f64,
+                LATENCY_PRIOR.as_nanos() as f64,
+                now_ns,
+            ),
+            ttft_ms: Ewma::new(LATENCY_TAU.as_nanos() as f64, f64::NAN, now_ns),
+            success: Ewma::new(SUCCESS_TAU.as_nanos() as f64, 1.0, now_ns),
+            requests: AtomicU64::new(0),
+            successes: AtomicU64::new(0),
+            failures: std::array::from_fn(|_| AtomicU64::new(0)),
+            prompt_tokens: AtomicU64::new(0),
+            completion_tokens: AtomicU64::new(0),
+            cost_micros: AtomicU64::new(0),
+            window: Window::default(),
+        }
+    }
+
+    /// Requests dispatched to this instance whose response has not finished.
+    #[inline]
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Relaxed)
+    }
+
+    pub(crate) fn acquire(&self) {
+        self.in_flight.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn release(&self) {
+        self.in_flight.fetch_sub(1, Relaxed);
+    }
+
+    /// Whether new requests may be sent here (not draining).
+    #[inline]
+    pub fn admits(&self) -> bool {
+        !self.draining.load(Relaxed)
+    }
+
+    /// Stop admitting new requests; running ones finish.
+    pub fn drain(&self) {
+        self.draining.store(true, Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Relaxed)
+    }
+
+    /// Peak-EWMA latency estimate as of `now_ns`, nanoseconds.
+    #[inline]
+    pub fn latency_ns(&self, now_ns: u64) -> f64 {
+        self.latency.get(now_ns)
+    }
+
+    /// Success ratio, exponentially weighted over about a minute (1.0 before any attempt).
+    #[inline]
+    pub fn success_ratio(&self) -> f64 {
+        self.success.get()
+    }
+
+    #[inline]
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures.load(Relaxed)
+    }
+
+    pub fn record(&self, price: Price, a: &Attempt, now_ns: u64) {
+        self.requests.fetch_add(1, Relaxed);
+        let latency = a.ttft.unwrap_or(a.latency).as_nanos() as f64;
+        let mut tokens = 0;
+        match a.outcome {
             Outcome::Success {
                 prompt_tokens,
                 completion_tokens,
             } => {
-                cell.successes.fetch_add(1, Ordering::Relaxed);
-                cell.prompt_tokens
-                    .fetch_add(prompt_tokens, Ordering::Relaxed);
-                cell.completion_tokens
-                    .fetch_add(completion_tokens, Ordering::Relaxed);
+                self.successes.fetch_add(1, Relaxed);
+                self.consecutive_failures.store(0, Relaxed);
+                self.prompt_tokens.fetch_add(prompt_tokens, Relaxed);
+                self.completion_tokens.fetch_add(completion_tokens, Relaxed);
+                let cost = prompt_tokens as f64 * price.input_per_1k
+                    + completion_tokens as f64 * price.output_per_1k;
+                // per 1k tokens → millionths: × 1e6 / 1e3.
+                self.cost_micros
+                    .fetch_add((cost * 1e3).round() as u64, Relaxed);
+                tokens = prompt_tokens + completion_tokens;
+                self.success.observe(1.0, now_ns);
+                self.latency.observe(latency, now_ns);
+                if let Some(ttft) = a.ttft {
+                    self.ttft_ms.observe(ttft.as_secs_f64() * 1e3, now_ns);
+                }
             }
-            Outcome::Failure(_) => {
-                cell.failures.fetch_add(1, Ordering::Relaxed);
+            Outcome::Failure(class) => {
+                self.failures[class_slot(class)].fetch_add(1, Relaxed);
+                if class != ErrorClass::Client {
+                    self.consecutive_failures.fetch_add(1, Relaxed);
+                    self.success.observe(0.0, now_ns);
+                    // A fast failure must not look like a fast instance: count it as at least
+                    // twice the current estimate, so peak-EWMA steers away.
+                    let penalty = latency.max(2.0 * self.latency.last());
+                    self.latency.observe(penalty, now_ns);
+                }
             }
         }
+        self.window.add(
+            Sample {
+                failed: matches!(a.outcome, Outcome::Failure(_)),
+                tokens,
+                latency_ms: a.latency.as_millis() as u64,
+            },
+            now_ns,
+        );
     }
 
-    fn totals(&self, index: usize) -> Totals {
-        let Some(c) = self.cells.get(index) else {
-            return Totals::default();
-        };
-        Totals {
-            requests: c.requests.load(Ordering::Relaxed),
-            successes: c.successes.load(Ordering::Relaxed),
-            failures: c.failures.load(Ordering::Relaxed),
-            prompt_tokens: c.prompt_tokens.load(Ordering::Relaxed),
-            completion_tokens: c.completion_tokens.load(Ordering::Relaxed),
+    /// Everything, for the admin API.
+    pub fn view(&self, now_ns: u64) -> LiveView {
+        let by_class = CLASSES
+            .iter()
+            .zip(&self.failures)
+            .map(|(c, n)| (c.as_str(), n.load(Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        LiveView {
+            in_flight: self.in_flight(),
+            draining: self.is_draining(),
+            consecutive_failures: self.consecutive_failures(),
+            latency_ewma_ms: self.latency.last() / 1e6,
+            ttft_ewma_ms: Some(self.ttft_ms.get()).filter(|v| !v.is_nan()),
+            success_ratio: self.success_ratio(),
+            requests: self.requests.load(Relaxed),
+            successes: self.successes.load(Relaxed),
+            failures: self.failures.iter().map(|n| n.load(Relaxed)).sum(),
+            failures_by_class: by_class,
+            prompt_tokens: self.prompt_tokens.load(Relaxed),
+            completion_tokens: self.completion_tokens.load(Relaxed),
+            cost: self.cost_micros.load(Relaxed) as f64 / 1e6,
+            last_minute: self.window.minute(now_ns),
         }
     }
+}
+
+/// A reading of [`Live`]: lifetime totals plus the last minute.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LiveView {
+    pub in_flight: u64,
+    pub draining: bool,
+    pub consecutive_failures: u32,
+    pub latency_ewma_ms: f64,
+    /// None until a stream has been served.
+    pub ttft_ewma_ms: Option<f64>,
+    pub success_ratio: f64,
+    pub requests: u64,
+    pub successes: u64,
+    pub failures: u64,
+    pub failures_by_class: std::collections::BTreeMap<&'static str, u64>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost: f64,
+    pub last_minute: Minute,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn records_successes_failures_and_tokens_per_instance() {
-        let r = MemoryRecorder::new(2);
-        r.record(
-            1,
-            Outcome::Success {
-                prompt_tokens: 10,
-                completion_tokens: 5,
+    const MS: Duration = Duration::from_millis(1);
+
+    fn ok(tokens: (u64, u64), latency: Duration) -> Attempt {
+        Attempt {
+            outcome: Outcome::Success {
+                prompt_tokens: tokens.0,
+                completion_tokens: tokens.1,
             },
-        );
-        r.record(1, Outcome::Failure(ErrorClass::Timeout));
-        r.record(9, Outcome::Failure(ErrorClass::Timeout)); // unknown index: ignored
-        assert_eq!(r.totals(0), Totals::default());
-        assert_eq!(
-            r.totals(1),
-            Totals {
-                requests: 2,
-                successes: 1,
-                failures: 1,
-                prompt_tokens: 10,
-                completion_tokens: 5
-            }
-        );
+            latency,
+            ttft: None,
+        }
+    }
+
+    #[test]
+    fn records_totals_classes_tokens_cost_and_the_minute() {
+        let live = Live::new(0);
+        let price = Price {
+            input_per_1k: 0.5,
+            output_per_1k: 2.0,
+        };
+        live.record(price, &ok((1000, 500), 100 * MS), 0);
+        let fail = |class| Attempt {
+            outcome: Outcome::Failure(class),
+            latency: 5 * MS,
+            ttft: None,
+        };
+        live.record(price, &fail(ErrorClass::Timeout), 1);
+        live.record(price, &fail(ErrorClass::Connect), 2);
+        let v = live.view(3);
+        assert_eq!((v.requests, v.successes, v.failures), (3, 1, 2));
+        assert_eq!(v.failures_by_class.get("timeout"), Some(&1));
+        assert_eq!(v.failures_by_class.get("connect"), Some(&1));
+        assert_eq!((v.prompt_tokens, v.completion_tokens), (1000, 500));
+        assert!((v.cost - 1.5).abs() < 1e-9, "0.5 + 1.0 = {}", v.cost);
+        assert_eq!(v.consecutive_failures, 2);
+        assert_eq!(v.last_minute.requests, 3);
+        assert_eq!(v.last_minute.failures, 2);
+        assert!(v.success_ratio < 1.0);
+    }
+
+    #[test]
+    fn a_success_resets_consecutive_failures_and_client_errors_do_not_count() {
+        let live = Live::new(0);
+        let client = Attempt {
+            outcome: Outcome::Failure(ErrorClass::Client),
+            latency: MS,
+            ttft: None,
+        };
+        live.record(Price::default(), &client, 0);
+        assert_eq!(live.consecutive_failures(), 0);
+        assert_eq!(live.success_ratio(), 1.0);
+        let server = Attempt {
+            outcome: Outcome::Failure(ErrorClass::Server),
+            ..client
+        };
+        live.record(Price::default(), &server, 0);
+        assert_eq!(live.consecutive_failures(), 1);
+        live.record(Price::default(), &ok((1, 1), MS), 0);
+        assert_eq!(live.consecutive_failures(), 0);
+    }
+
+    #[test]
+    fn streams_feed_latency_with_time_to_first_token() {
+        let live = Live::new(0);
+        let stream = Attempt {
+            ttft: Some(2000 * MS),
+            ..ok((1, 1), 9000 * MS)
+        };
+        live.record(Price::default(), &stream, 0);
+        assert_eq!(live.latency_ns(0), (2000 * MS).as_nanos() as f64);
+        assert_eq!(live.view(0).ttft_ewma_ms, Some(2000.0));
+        assert_eq!(Live::new(0).view(0).ttft_ewma_ms, None);
+    }
+
+    #[test]
+    fn in_flight_and_drain() {
+        let live = Live::new(0);
+        live.acquire();
+        live.acquire();
+        live.release();
+        assert_eq!(live.in_flight(), 1);
+        assert!(live.admits());
+        live.drain();
+        assert!(!live.admits() && live.is_draining());
     }
 }

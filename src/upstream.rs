@@ -5,7 +5,6 @@
 //! webpki roots when the system has none). Adapters decide URLs and headers once per instance;
 //! this module only sends and turns transport failures into [`ErrorClass`]es.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -19,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::InstanceSpec;
 use crate::provider::{Adapter, ErrorClass, Operation};
+use crate::stats::Live;
 
 /// An instance as the request path sees it.
 pub struct Instance {
@@ -34,7 +34,8 @@ pub struct Instance {
     uris: [Option<Uri>; 3],
     /// Sent with every request: auth, content type, configured extras.
     headers: HeaderMap,
-    in_flight: AtomicU64,
+    /// Load and statistics; shared with the instance of the same id in later snapshots.
+    pub live: Arc<Live>,
 }
 
 impl Instance {
@@ -43,6 +44,7 @@ impl Instance {
         spec: InstanceSpec,
         base_url: String,
         adapter: Arc<dyn Adapter>,
+        live: Arc<Live>,
     ) -> Self {
         let uri = |op| adapter.url(&base_url, &spec, op).parse::<Uri>().ok();
         let uris = [
@@ -59,20 +61,20 @@ impl Instance {
             adapter,
             uris,
             headers,
-            in_flight: AtomicU64::new(0),
+            live,
         }
     }
 
     /// Requests dispatched to this instance whose response has not finished.
     pub fn in_flight(&self) -> u64 {
-        self.in_flight.load(Ordering::Relaxed)
+        self.live.in_flight()
     }
 
     /// Count a request as in flight until the returned guard drops (end of the response
     /// stream, or the client going away).
     pub fn start(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(Arc::clone(self))
+        self.live.acquire();
+        InFlight(Arc::clone(self), std::time::Instant::now())
     }
 
     /// The upstream request for `op` with `body`.
@@ -105,17 +107,22 @@ impl Instance {
 }
 
 /// Holds one in-flight slot on an instance.
-pub struct InFlight(Arc<Instance>);
+pub struct InFlight(Arc<Instance>, std::time::Instant);
 
 impl InFlight {
     pub fn instance(&self) -> &Arc<Instance> {
         &self.0
     }
+
+    /// When the request was dispatched.
+    pub fn since(&self) -> std::time::Instant {
+        self.1
+    }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.live.release();
     }
 }
 

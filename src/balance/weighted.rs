@@ -3,7 +3,8 @@
 //! nginx keeps a mutable `current_weight` per member and walks them under a lock. The sequence
 //! it produces is periodic with period `sum(weights) / gcd`, so we compute one period once and
 //! hand out positions with an atomic counter: the same exact, interleaved order, lock-free.
-//! Periods longer than [`MAX_PERIOD`] are scaled down proportionally (documented approximation).
+//! Periods longer than [`MAX_PERIOD`] are scaled down proportionally (documented approximation:
+//! every member keeps at least one slot, shares stay within 1/65,536 of exact).
 
 use std::sync::atomic::AtomicUsize;
 
@@ -14,17 +15,14 @@ pub const MAX_PERIOD: u64 = 1 << 16;
 
 #[derive(Debug)]
 pub struct Weighted {
-    n: usize,
     sequence: Vec<u32>,
     next: AtomicUsize,
 }
 
 impl Weighted {
     pub fn new(weights: &[u32]) -> Self {
-        let reduced = reduce(weights);
         Self {
-            n: weights.len(),
-            sequence: smooth_sequence(&reduced),
+            sequence: smooth_sequence(&reduce(weights)),
             next: AtomicUsize::new(0),
         }
     }
@@ -33,19 +31,19 @@ impl Weighted {
 impl Strategy for Weighted {
     fn pick(&self, c: &Candidates<'_>) -> Option<usize> {
         let len = self.sequence.len();
-        if len == 0 {
+        if len == 0 || c.is_empty() {
             return None;
         }
         let start = turn(&self.next, c.retry) % len;
-        for k in 0..len {
+        // Usually the first slot is accepted. When members are refused, walk on, but at most
+        // one period: past that a plain scan finds whoever is left.
+        for k in 0..len.min(4 * c.len()) {
             let i = self.sequence[(start + k) % len] as usize;
-            if (c.accept)(i) {
+            if i < c.len() && c.accepts(i) {
                 return Some(i);
             }
         }
-        // Every member in the sequence refused; members absent from it (none today) would be
-        // found by a plain scan.
-        first_accepted(self.n, 0, c.accept)
+        first_accepted(c, 0)
     }
 }
 
@@ -90,12 +88,14 @@ fn smooth_sequence(weights: &[u64]) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::balance::members;
 
     #[test]
     fn weights_1_2_3_over_6_picks_are_exact_and_interleaved() {
+        let m = members(&[1, 2, 3]);
         let w = Weighted::new(&[1, 2, 3]);
         let picks: Vec<_> = (0..6)
-            .map(|_| w.pick(&Candidates::all()).unwrap())
+            .map(|_| w.pick(&Candidates::new(&m, 0)).unwrap())
             .collect();
         // nginx's order for {a:1, b:2, c:3}: c b a c b c — never three in a row.
         assert_eq!(picks, [2, 1, 0, 2, 1, 2]);
@@ -113,18 +113,15 @@ mod tests {
 
     #[test]
     fn excluded_members_are_skipped() {
+        let m = members(&[1, 2, 3]);
         let w = Weighted::new(&[1, 2, 3]);
+        let tried = [2];
         let not_2 = Candidates {
-            accept: &|i| i != 2,
-            ..Candidates::all()
+            tried: &tried,
+            ..Candidates::new(&m, 0)
         };
-        for _ in 0..12 {
-            assert_ne!(w.pick(&not_2), Some(2));
-        }
-        let none = Candidates {
-            accept: &|_| false,
-            ..Candidates::all()
-        };
-        assert_eq!(w.pick(&none), None);
+        let picks: Vec<_> = (0..12).map(|_| w.pick(&not_2).unwrap()).collect();
+        assert!(!picks.contains(&2));
+        assert!(picks.contains(&0) && picks.contains(&1), "{picks:?}");
     }
 }

@@ -150,6 +150,8 @@ pub struct RotationStrategy {
 pub struct StrategyOptions {
     /// Keyed by `group.echelon` (seed 004's thinking pool).
     pub weights: BTreeMap<String, u32>,
+    /// Factor weights of the `score` strategy.
+    pub score_weights: Option<crate::balance::ScoreWeights>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,6 +197,7 @@ pub struct GroupFallback {
 pub struct Echelon {
     pub models: Vec<String>,
     pub strategy: Option<String>,
+    pub score_weights: Option<crate::balance::ScoreWeights>,
     pub concurrency_limit: Option<u32>,
     pub rpm_limit: Option<u32>,
     pub priority: Option<i64>,

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 
 use super::raw;
 use super::{Config, ConfigError, InstanceSpec, Issue, RouteSpec, Source, TierSpec};
-use crate::balance::StrategyKind;
+use crate::balance::{ScoreWeights, StrategyKind};
 use groups::Lookup;
 
 const REGISTRY: &str = "_registry.toml";
@@ -148,6 +148,22 @@ impl Loader<'_> {
             Some(Err(e)) => {
                 self.issue(file, key, e.to_string());
                 StrategyKind::RoundRobin
+            }
+        }
+    }
+
+    fn score_weights(
+        &mut self,
+        value: Option<ScoreWeights>,
+        file: &str,
+        key: &str,
+    ) -> ScoreWeights {
+        let weights = value.unwrap_or_default();
+        match weights.problem() {
+            None => weights,
+            Some(reason) => {
+                self.issue(file, key, reason);
+                ScoreWeights::default()
             }
         }
     }

@@ -23,7 +23,7 @@ use super::{Trace, add_trace_headers, log_done};
 use crate::error::Error;
 use crate::provider::ErrorClass;
 use crate::snapshot::Snapshot;
-use crate::stats::{Outcome, Recorder};
+use crate::stats::{Attempt, Outcome, Recorder, clock_ns};
 use crate::upstream::{AttemptError, InFlight, transport_error};
 
 /// Longest partial SSE line kept between chunks (1 MiB); longer lines are not scanned.
@@ -74,6 +74,7 @@ pub(super) async fn start(
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     add_trace_headers(&mut headers, trace, guard.instance());
+    let attempt_ttft = guard.since().elapsed();
     let live = Live {
         body,
         guard,
@@ -86,6 +87,7 @@ pub(super) async fn start(
             tried: Vec::new(),
         },
         ttft: trace.started.elapsed(),
+        attempt_ttft,
         idle,
         scan,
         finished: false,
@@ -142,7 +144,10 @@ struct Live {
     guard: InFlight,
     recorder: Arc<dyn Recorder>,
     trace: Trace,
+    /// First event, from the request's start (what the access log reports).
     ttft: Duration,
+    /// This attempt's first event, from its dispatch (what the balancer learns).
+    attempt_ttft: Duration,
     idle: Duration,
     scan: Scan,
     finished: bool,
@@ -179,7 +184,13 @@ impl Live {
                 (Outcome::Failure(e.class), "stream_failed")
             }
         };
-        self.recorder.record(instance.index, outcome);
+        let attempt = Attempt {
+            outcome,
+            latency: self.guard.since().elapsed(),
+            ttft: Some(self.attempt_ttft),
+        };
+        self.recorder
+            .record(&instance.live, instance.spec.price, &attempt, clock_ns());
         let usage = Some(self.scan.usage);
         log_done(
             &self.trace,

@@ -78,6 +78,7 @@ impl Loader<'_> {
                 }
             }
             let strategy = self.strategy(e.strategy.as_deref(), file, &format!("{key}.strategy"));
+            let score = self.score_weights(e.score_weights, file, &format!("{key}.score_weights"));
             let timeout = self.seconds(e.timeout, file, &format!("{key}.timeout"));
             let mut members: Vec<MemberSpec> = Vec::new();
             for (i, model) in e.models.iter().enumerate() {
@@ -108,6 +109,7 @@ impl Loader<'_> {
                             .max_retries
                             .map_or(DEFAULT_TIER_ATTEMPTS, |r| r.saturating_add(1)),
                         timeout,
+                        score,
                     },
                 },
             ));
@@ -207,12 +209,18 @@ impl Loader<'_> {
         if members.is_empty() {
             return None;
         }
+        let score = self.score_weights(
+            pool.rotation_strategy.options.score_weights,
+            file,
+            "pool.rotation_strategy.options.score_weights",
+        );
         Some(TierSpec {
             label: name.to_owned(),
             strategy,
             members,
             max_attempts: DEFAULT_TIER_ATTEMPTS,
             timeout: None,
+            score,
         })
     }
 

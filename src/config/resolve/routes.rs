@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{DEFAULT_TIER_ATTEMPTS, Echelon, Loader, REGISTRY};
-use crate::balance::StrategyKind;
+use crate::balance::{ScoreWeights, StrategyKind};
 use crate::config::{InstanceSpec, MemberSpec, RouteKind, RouteSpec, TierSpec};
 
 impl Loader<'_> {
@@ -60,6 +60,7 @@ impl Loader<'_> {
                     members,
                     max_attempts: DEFAULT_TIER_ATTEMPTS,
                     timeout: None,
+                    score: ScoreWeights::default(),
                 }],
             });
         }
@@ -80,6 +81,7 @@ impl Loader<'_> {
                     }],
                     max_attempts: 1,
                     timeout: None,
+                    score: ScoreWeights::default(),
                 }],
             });
         }
