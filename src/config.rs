@@ -10,6 +10,7 @@
 //! A [`Config`] cannot hold a dangling reference: routes point at instances by index.
 
 mod env;
+mod overlay;
 mod raw;
 mod resolve;
 mod source;
@@ -22,7 +23,8 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
-pub use source::{DEMO, DirSource, EmbeddedSource, Source};
+pub use overlay::{ADMIN, NewInstance, Overlay, PriceInput};
+pub use source::{CapturedSource, DEMO, DirSource, EmbeddedSource, Source};
 
 use crate::balance::{ScoreWeights, StrategyKind};
 use crate::mock::Behavior;
@@ -34,6 +36,8 @@ pub struct Config {
     pub origin: String,
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
+    /// Bearer token the admin API requires; `None` turns the admin API off.
+    pub admin_token: Option<Secret>,
     /// Every upstream instance; [`MemberSpec::instance`] indexes this.
     pub instances: Vec<InstanceSpec>,
     /// Every routable name, in a stable order (wrappers, pools, groups, echelons, models,
@@ -70,7 +74,7 @@ pub enum Endpoint {
 }
 
 /// Price per 1,000 tokens, in the operator's currency.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Price {
     pub input_per_1k: f64,
     pub output_per_1k: f64,
@@ -188,7 +192,16 @@ impl Config {
 
     /// Load and validate a tree, reading environment variables for `${VAR}` injection.
     pub fn load(source: &dyn Source) -> Result<Self, ConfigError> {
-        resolve::load(source, &|name| std::env::var(name).ok())
+        resolve::load(
+            source,
+            &|name| std::env::var(name).ok(),
+            &Overlay::default(),
+        )
+    }
+
+    /// Load a tree with runtime changes applied on top.
+    pub fn load_with_overlay(source: &dyn Source, overlay: &Overlay) -> Result<Self, ConfigError> {
+        resolve::load(source, &|name| std::env::var(name).ok(), overlay)
     }
 
     /// Like [`Config::load`] with an explicit environment (tests).
@@ -196,7 +209,7 @@ impl Config {
         source: &dyn Source,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        resolve::load(source, env)
+        resolve::load(source, env, &Overlay::default())
     }
 }
 

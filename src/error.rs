@@ -24,6 +24,15 @@ pub enum Error {
     MethodNotAllowed { method: String, path: String },
     #[error("no endpoint {method} {path}")]
     NotFound { method: String, path: String },
+    /// An admin call without the right token, or to a gateway whose admin API is off.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// An admin call naming an instance or tier that does not exist.
+    #[error("{0}")]
+    Missing(String),
+    /// An admin change that cannot be made in the current state (nothing changed).
+    #[error("{0}")]
+    Conflict(String),
     /// Every attempt on the route failed.
     #[error("route {route:?}: {detail}")]
     Upstream {
@@ -38,7 +47,11 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::ModelNotFound(_) | Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::ModelNotFound(_) | Self::NotFound { .. } | Self::Missing(_) => {
+                StatusCode::NOT_FOUND
+            }
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Upstream { class, .. } => match class {
@@ -61,6 +74,7 @@ impl Error {
                 ..
             } => "rate_limit_error",
             Self::Upstream { .. } => "upstream_error",
+            Self::Unauthorized(_) => "authentication_error",
             _ => "invalid_request_error",
         }
     }
@@ -72,7 +86,9 @@ impl Error {
             Self::ModelNotFound(_) => Some("model_not_found"),
             Self::PayloadTooLarge(_) => Some("payload_too_large"),
             Self::MethodNotAllowed { .. } => Some("method_not_allowed"),
-            Self::NotFound { .. } => Some("not_found"),
+            Self::NotFound { .. } | Self::Missing(_) => Some("not_found"),
+            Self::Unauthorized(_) => Some("invalid_admin_token"),
+            Self::Conflict(_) => Some("conflict"),
             Self::Upstream { class, .. } => Some(match class {
                 ErrorClass::Connect => "upstream_unavailable",
                 ErrorClass::Timeout => "upstream_timeout",

@@ -1,19 +1,41 @@
-//! The running gateway: the live snapshot behind an atomic swap, and the in-process mock
-//! upstreams of `type = "mock"` providers.
+//! The running gateway: the live snapshot behind an atomic swap, the in-process mock upstreams
+//! of `type = "mock"` providers, and the runtime changes (seed 000's instance registry).
+//!
+//! A runtime change — register or deregister an instance, change a weight, switch a tier's
+//! strategy — edits the [`Overlay`], rebuilds the whole config from the captured files plus the
+//! overlay (validated like the files: a change that would leave an echelon empty is refused
+//! with the reason), and swaps the new snapshot in. Requests in flight keep the snapshot they
+//! loaded; live state (load, statistics) is carried over by instance id. A deregistered
+//! instance is marked draining first, so no new attempt goes to it even from a request still
+//! holding the old snapshot; its running requests finish.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 
-use crate::config::{Config, Endpoint};
+use crate::balance::StrategyKind;
+use crate::config::{CapturedSource, Config, ConfigError, Endpoint, NewInstance, Overlay};
 use crate::mock::{self, MockHandle};
 use crate::snapshot::Snapshot;
+use crate::upstream::Instance;
 
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
-    /// Kept alive for as long as the gateway runs.
-    _mocks: Vec<MockHandle>,
+    /// Runtime changes, serialised. Held only for the synchronous rebuild, never across an
+    /// await, and never touched by the request path.
+    admin: Mutex<Admin>,
+}
+
+struct Admin {
+    source: CapturedSource,
+    overlay: Overlay,
+    /// Running in-process mocks by instance id.
+    mocks: HashMap<String, MockHandle>,
+    /// Where in-process mocks run (the runtime that started the gateway).
+    runtime: Option<tokio::runtime::Handle>,
+    /// Deregistered instances with requests still running, and their mock if they had one.
+    draining: Vec<(Arc<Instance>, Option<MockHandle>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -22,29 +44,36 @@ pub enum StartError {
     Mock { id: String, source: std::io::Error },
 }
 
+/// Why a runtime change was refused. Nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// The config the change would produce is invalid.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    #[error(transparent)]
+    Mock(#[from] StartError),
+}
+
 impl Gateway {
-    /// Start the in-process mocks the config asks for and make the config live.
-    pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
-        let mut mocks = Vec::new();
-        let mut urls = HashMap::new();
-        for spec in &config.instances {
-            if let Endpoint::Mock(behavior) = &spec.endpoint {
-                let started = async {
-                    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-                    mock::spawn(listener, behavior.clone())
-                };
-                let handle = started.await.map_err(|source| StartError::Mock {
-                    id: spec.id.clone(),
-                    source,
-                })?;
-                urls.insert(spec.id.clone(), handle.base_url());
-                mocks.push(handle);
-            }
-        }
-        let snapshot = Snapshot::build(Arc::new(config), &urls, None);
+    /// Make `config` live, starting the in-process mocks it asks for. `source` is what it was
+    /// loaded from: runtime changes rebuild from its captured files.
+    pub async fn start(config: Config, source: CapturedSource) -> Result<Arc<Self>, StartError> {
+        let mut admin = Admin {
+            source,
+            overlay: Overlay::default(),
+            mocks: HashMap::new(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+            draining: Vec::new(),
+        };
+        admin.start_mocks(&config)?;
+        let snapshot = Snapshot::build(Arc::new(config), &admin.urls(), None);
         Ok(Arc::new(Self {
             snapshot: ArcSwap::from_pointee(snapshot),
-            _mocks: mocks,
+            admin: Mutex::new(admin),
         }))
     }
 
@@ -52,4 +81,145 @@ impl Gateway {
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
     }
+
+    /// Add an instance to model `new.model` and every tier that lists that model.
+    pub fn register_instance(&self, new: NewInstance) -> Result<Arc<Instance>, ChangeError> {
+        let mut admin = self.lock();
+        if self.snapshot().instance(&new.id).is_some() {
+            return Err(ChangeError::Conflict(format!(
+                "instance {:?} already exists; deregister it first",
+                new.id
+            )));
+        }
+        let id = new.id.clone();
+        let mut overlay = admin.overlay.clone();
+        overlay.added.push(new);
+        let snap = self.apply(&mut admin, overlay)?;
+        snap.instance(&id)
+            .cloned()
+            .ok_or_else(|| ChangeError::NotFound(format!("instance {id:?} was not built")))
+    }
+
+    /// Take an instance out of every tier. It stops receiving new requests at once; the
+    /// returned handle shows its requests still in flight (`live.in_flight()`).
+    pub fn deregister_instance(&self, id: &str) -> Result<Arc<Instance>, ChangeError> {
+        let mut admin = self.lock();
+        let Some(instance) = self.snapshot().instance(id).cloned() else {
+            return Err(not_found(id));
+        };
+        let mut overlay = admin.overlay.clone();
+        let before = overlay.added.len();
+        overlay.added.retain(|a| a.id != id);
+        if overlay.added.len() == before {
+            overlay.removed.insert(id.to_owned());
+        }
+        overlay.weights.remove(id);
+        self.apply(&mut admin, overlay)?;
+        Ok(instance)
+    }
+
+    /// Change an instance's weight (in every tier it is in, times the pool factors).
+    pub fn set_weight(&self, id: &str, weight: u32) -> Result<(), ChangeError> {
+        let mut admin = self.lock();
+        if self.snapshot().instance(id).is_none() {
+            return Err(not_found(id));
+        }
+        let mut overlay = admin.overlay.clone();
+        overlay.weights.insert(id.to_owned(), weight);
+        self.apply(&mut admin, overlay).map(drop)
+    }
+
+    /// Switch the strategy of a tier: a pool, `group.echelon`, `provider:model` or instance id.
+    pub fn set_strategy(&self, tier: &str, kind: StrategyKind) -> Result<(), ChangeError> {
+        let mut admin = self.lock();
+        if self.snapshot().routes.tier(tier).is_none() {
+            return Err(ChangeError::NotFound(format!(
+                "no tier {tier:?}: expected a pool, group.echelon, provider:model or instance id"
+            )));
+        }
+        let mut overlay = admin.overlay.clone();
+        overlay.strategies.insert(tier.to_owned(), kind);
+        self.apply(&mut admin, overlay).map(drop)
+    }
+
+    /// Deregistered instances whose requests are still running.
+    pub fn draining(&self) -> Vec<Arc<Instance>> {
+        let mut admin = self.lock();
+        admin.prune();
+        admin.draining.iter().map(|(i, _)| Arc::clone(i)).collect()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Admin> {
+        // A panic mid-change leaves the overlay as it was before the change: still usable.
+        self.admin.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Build, validate and swap in the config `overlay` produces; keep it on success.
+    fn apply(&self, admin: &mut Admin, overlay: Overlay) -> Result<Arc<Snapshot>, ChangeError> {
+        let config = Config::load_with_overlay(&admin.source, &overlay)?;
+        admin.start_mocks(&config)?;
+        let current = self.snapshot();
+        let next = Arc::new(Snapshot::build(
+            Arc::new(config),
+            &admin.urls(),
+            Some(&current),
+        ));
+        for old in &current.instances {
+            if next.instance(&old.spec.id).is_none() {
+                // Before the swap: requests on the old snapshot must not pick it either.
+                old.live.drain();
+                let mock = admin.mocks.remove(&old.spec.id);
+                admin.draining.push((Arc::clone(old), mock));
+                tracing::info!(instance = %old.spec.id, in_flight = old.live.in_flight(), "instance deregistered; draining");
+            }
+        }
+        self.snapshot.store(Arc::clone(&next));
+        admin.overlay = overlay;
+        admin.prune();
+        Ok(next)
+    }
+}
+
+impl Admin {
+    fn urls(&self) -> HashMap<String, String> {
+        (self.mocks.iter())
+            .map(|(id, m)| (id.clone(), m.base_url()))
+            .collect()
+    }
+
+    /// Start a mock for every `type = "mock"` instance that has none yet.
+    fn start_mocks(&mut self, config: &Config) -> Result<(), StartError> {
+        for spec in &config.instances {
+            let Endpoint::Mock(behavior) = &spec.endpoint else {
+                continue;
+            };
+            if self.mocks.contains_key(&spec.id) {
+                continue;
+            }
+            let err = |source| StartError::Mock {
+                id: spec.id.clone(),
+                source,
+            };
+            let runtime = self
+                .runtime
+                .as_ref()
+                .ok_or_else(|| err(std::io::Error::other("no tokio runtime to run the mock on")))?;
+            let _entered = runtime.enter();
+            let started = std::net::TcpListener::bind(("127.0.0.1", 0)).and_then(|l| {
+                l.set_nonblocking(true)?;
+                mock::spawn(tokio::net::TcpListener::from_std(l)?, behavior.clone())
+            });
+            self.mocks.insert(spec.id.clone(), started.map_err(err)?);
+        }
+        Ok(())
+    }
+
+    /// Forget drained instances (and stop their mocks).
+    fn prune(&mut self) {
+        self.draining.retain(|(i, _)| i.live.in_flight() > 0);
+    }
+}
+
+fn not_found(id: &str) -> ChangeError {
+    ChangeError::NotFound(format!("no instance {id:?}"))
 }

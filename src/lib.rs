@@ -6,6 +6,7 @@
 //! response streamed back. `config` loads the TOML tree; `gateway` keeps the live snapshot;
 //! `stats` counts; `mock` is the built-in upstream used by tests and the demo.
 
+pub mod admin;
 pub mod balance;
 pub mod config;
 pub mod error;

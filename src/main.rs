@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use switchyard::config::Config;
+use switchyard::config::{CapturedSource, Config, DEMO, DirSource, EmbeddedSource, Source};
 use switchyard::gateway::Gateway;
 use switchyard::mock::{self, MockArgs};
 use switchyard::telemetry::{self, LogFormat};
@@ -133,10 +133,13 @@ async fn serve(
     workers: Option<usize>,
     drain: Duration,
 ) -> ExitCode {
-    let loaded = match &dir {
-        Some(dir) => Config::load_dir(dir),
-        None => Config::demo(),
+    let source: Box<dyn Source> = match &dir {
+        Some(dir) => Box::new(DirSource(dir.clone())),
+        None => Box::new(EmbeddedSource(&DEMO)),
     };
+    // Captured: runtime changes rebuild from the files as they were read now.
+    let source = CapturedSource::new(source);
+    let loaded = Config::load(&source);
     let config = match loaded {
         Ok(config) => config,
         Err(e) => {
@@ -153,7 +156,7 @@ async fn serve(
         config.instances.len(),
         config.origin.clone(),
     );
-    let gateway = match Gateway::start(config).await {
+    let gateway = match Gateway::start(config, source).await {
         Ok(gateway) => gateway,
         Err(e) => {
             eprintln!("error: {e}");

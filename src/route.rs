@@ -111,6 +111,11 @@ impl RouteTable {
         self.tiers.get(label)
     }
 
+    /// Every tier, in no particular order.
+    pub fn tiers(&self) -> impl Iterator<Item = &Arc<Tier>> {
+        self.tiers.values()
+    }
+
     /// All routes in config order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
         self.ordered.iter()

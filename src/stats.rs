@@ -146,11 +146,13 @@ impl Live {
         self.in_flight.load(Relaxed)
     }
 
-    pub(crate) fn acquire(&self) {
+    /// Count one more request in flight. Pair with [`Live::release`]; the request path does
+    /// both through `Instance::start`'s guard.
+    pub fn acquire(&self) {
         self.in_flight.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn release(&self) {
+    pub fn release(&self) {
         self.in_flight.fetch_sub(1, Relaxed);
     }
 

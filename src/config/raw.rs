@@ -42,6 +42,8 @@ pub struct Server {
     pub max_body_bytes: Option<u64>,
     /// Seconds; per attempt, when neither instance nor echelon sets one.
     pub timeout: Option<f64>,
+    /// Bearer token for `/admin/*`; the admin API is off without one.
+    pub admin_token: Option<String>,
 }
 
 /// `name = { file = "...", enabled = true }`.

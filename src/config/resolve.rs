@@ -16,7 +16,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use super::raw;
-use super::{Config, ConfigError, InstanceSpec, Issue, RouteSpec, Source, TierSpec};
+use super::{
+    ADMIN, Config, ConfigError, InstanceSpec, Issue, Overlay, RouteSpec, Source, TierSpec,
+};
 use crate::balance::{ScoreWeights, StrategyKind};
 use groups::Lookup;
 
@@ -33,10 +35,12 @@ const POOL_FALLBACKS: &[&str] = &["instance_rotation", "pool_fallback"];
 pub fn load(
     source: &dyn Source,
     env: &dyn Fn(&str) -> Option<String>,
+    overlay: &Overlay,
 ) -> Result<Config, ConfigError> {
     let mut cx = Loader {
         source,
         env,
+        overlay,
         issues: Vec::new(),
         unknown: Vec::new(),
     };
@@ -53,6 +57,7 @@ pub fn load(
 struct Loader<'a> {
     source: &'a dyn Source,
     env: &'a dyn Fn(&str) -> Option<String>,
+    overlay: &'a Overlay,
     issues: Vec<Issue>,
     /// Keys no field reads: `(file, key)`.
     unknown: Vec<(String, String)>,
@@ -227,6 +232,21 @@ impl Loader<'_> {
             );
             provider_models.insert(name.clone(), Vec::new());
         }
+        for added in &self.overlay.added {
+            let key = format!("instances.{}.model", added.id);
+            match added.provider_model() {
+                None => self.issue(
+                    ADMIN,
+                    key,
+                    format!("{:?} must be provider:model", added.model),
+                ),
+                Some((p, _)) if !provider_models.contains_key(p) => {
+                    let reason = unknown("provider", p, &disabled);
+                    self.issue(ADMIN, key, reason);
+                }
+                Some(_) => {}
+            }
+        }
         for model_ref in models.keys() {
             if let Some((provider, model)) = model_ref.split_once(':') {
                 if let Some(list) = provider_models.get_mut(provider) {
@@ -358,6 +378,9 @@ impl Loader<'_> {
             origin: self.source.describe(),
             listen,
             max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
+            admin_token: (registry.server.admin_token.clone())
+                .filter(|t| !t.is_empty())
+                .map(super::Secret::new),
             instances,
             routes,
         })

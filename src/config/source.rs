@@ -1,6 +1,8 @@
 //! Where config files come from: a directory on disk, or the demo tree embedded in the binary.
 
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
 
 use include_dir::{Dir, include_dir};
 
@@ -50,5 +52,37 @@ impl Source for EmbeddedSource {
 
     fn describe(&self) -> String {
         "embedded demo config".to_owned()
+    }
+}
+
+/// Another source, with every file kept as it was first read. Runtime changes rebuild the
+/// config from these copies, so an admin call never picks up a half-edited file on disk;
+/// reloading the files is an explicit step.
+pub struct CapturedSource {
+    inner: Box<dyn Source>,
+    files: Mutex<HashMap<String, Result<String, String>>>,
+}
+
+impl CapturedSource {
+    pub fn new(inner: Box<dyn Source>) -> Self {
+        Self {
+            inner,
+            files: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Source for CapturedSource {
+    fn read(&self, path: &str) -> Result<String, String> {
+        // Not on the request path: read at startup and on admin calls only.
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        files
+            .entry(path.to_owned())
+            .or_insert_with(|| self.inner.read(path))
+            .clone()
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
     }
 }

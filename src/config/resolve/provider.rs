@@ -1,12 +1,12 @@
 //! `providers/*.toml` → instances: endpoints, keys, headers, timeouts, weights, prices.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
-use super::{Loader, REGISTRY};
+use super::{ADMIN, Loader, REGISTRY};
 use crate::config::{Endpoint, InstanceSpec, Price, Secret, raw};
 use crate::mock::Behavior;
 
@@ -51,27 +51,53 @@ impl Loader<'_> {
             );
         }
         let provider_timeout = self.seconds(p.timeout, file, "provider.timeout");
-        for (model_name, model) in &pf.models {
+        let overlay = self.overlay;
+        let added = overlay.added_for(name);
+        let unlisted = raw::Model::default();
+        let names: BTreeSet<&str> = (pf.models.keys().map(String::as_str))
+            .chain(added.keys().copied())
+            .collect();
+        for model_name in names {
+            // A model only registered at runtime has no file settings and no implicit instance.
+            let (model, in_file) = match pf.models.get(model_name) {
+                Some(m) => (m, true),
+                None => (&unlisted, false),
+            };
             let model_ref = format!("{name}:{model_name}");
             let model_timeout =
                 self.seconds(model.timeout, file, &format!("models.{model_name}.timeout"));
             let implicit = [raw::Instance::default()];
-            let list: &[raw::Instance] = if model.instances.is_empty() {
-                &implicit
-            } else {
-                &model.instances
+            let list: &[raw::Instance] = match (model.instances.is_empty(), in_file) {
+                (true, true) => &implicit,
+                (true, false) => &[],
+                (false, _) => &model.instances,
             };
-            for (i, ri) in list.iter().enumerate() {
+            let extra: Vec<raw::Instance> = added
+                .get(model_name)
+                .map(|v| v.iter().map(|a| a.raw()).collect())
+                .unwrap_or_default();
+            let from_file = list.iter().enumerate().map(|(i, ri)| {
                 let key = if model.instances.is_empty() {
                     format!("models.{model_name}")
                 } else {
                     format!("models.{model_name}.instances[{i}]")
                 };
+                (file, key, i, ri)
+            });
+            let from_admin = extra.iter().map(|ri| {
+                let id = ri.id.as_deref().unwrap_or_default();
+                (ADMIN, format!("instances.{id}"), 0, ri)
+            });
+            for (file, key, i, ri) in from_file.chain(from_admin) {
                 let id = match (&ri.id, model.instances.is_empty()) {
                     (Some(id), _) => id.clone(),
                     (None, true) => model_ref.clone(),
                     (None, false) => format!("{model_ref}#{}", i + 1),
                 };
+                // Deregistered file instances are hidden; runtime ones leave `added` instead.
+                if file != ADMIN && overlay.removed.contains(&id) {
+                    continue;
+                }
                 if id.is_empty() {
                     self.issue(file, format!("{key}.id"), "must not be empty");
                     continue;
@@ -171,7 +197,10 @@ impl Loader<'_> {
                     .or(model_timeout)
                     .or(provider_timeout)
                     .unwrap_or(default_timeout);
-                let weight_value = ri.weight.or(model.weight).unwrap_or(1);
+                let weight_value = (overlay.weights.get(&id).copied())
+                    .or(ri.weight)
+                    .or(model.weight)
+                    .unwrap_or(1);
                 let Some(weight) = NonZeroU32::new(weight_value) else {
                     self.issue(file, format!("{key}.weight"), "must be at least 1");
                     continue;
@@ -207,7 +236,7 @@ impl Loader<'_> {
                     upstream_model: model
                         .upstream_model
                         .clone()
-                        .unwrap_or_else(|| model_name.clone()),
+                        .unwrap_or_else(|| model_name.to_owned()),
                     endpoint,
                     api_key,
                     headers,

@@ -85,6 +85,13 @@ impl Loader<'_> {
                 }],
             });
         }
+        for route in &mut routes {
+            for tier in &mut route.tiers {
+                if let Some(&kind) = self.overlay.strategies.get(&tier.label) {
+                    tier.strategy = kind;
+                }
+            }
+        }
         let mut seen: HashMap<&str, RouteKind> = HashMap::new();
         let mut clashes = Vec::new();
         for r in &routes {

@@ -1,0 +1,284 @@
+//! The admin HTTP API: the instance registry and strategies at runtime, and what every tier is
+//! doing. Every call needs `Authorization: Bearer <[server] admin_token>`; without a configured
+//! token the API is off (401 on every call, saying so).
+//!
+//! - `GET /admin/pools`: every tier (pool, `group.echelon`, model, instance) and its strategy.
+//! - `GET /admin/pools/{name}`: one tier's strategy and each member's live statistics.
+//! - `PUT /admin/pools/{name}/strategy` `{"strategy": "p2c"}`: switch, while traffic flows.
+//! - `GET /admin/instances`, `GET /admin/instances/{id}`: instances and their statistics.
+//! - `POST /admin/instances` `{"id","model":"provider:model","base_url",...}`: register.
+//! - `DELETE /admin/instances/{id}`: deregister; it drains (no new requests, running ones
+//!   finish), and `GET /admin/instances/{id}` shows it draining until it is gone.
+//! - `PUT /admin/instances/{id}/weight` `{"weight": 3}`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, middleware};
+use http::{HeaderMap, StatusCode, header};
+use serde::{Deserialize, Serialize};
+
+use crate::balance::StrategyKind;
+use crate::config::{NewInstance, Price};
+use crate::error::Error;
+use crate::gateway::{ChangeError, Gateway};
+use crate::route::Tier;
+use crate::snapshot::Snapshot;
+use crate::stats::{LiveView, clock_ns};
+use crate::upstream::Instance;
+
+pub fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
+    Router::new()
+        .route("/admin/pools", get(pools))
+        .route("/admin/pools/{name}", get(pool))
+        .route("/admin/pools/{name}/strategy", put(set_strategy))
+        .route("/admin/instances", get(instances).post(register))
+        .route("/admin/instances/{id}", get(instance).delete(deregister))
+        .route("/admin/instances/{id}/weight", put(set_weight))
+        .route_layer(middleware::from_fn_with_state(gateway, authorize))
+}
+
+async fn authorize(
+    State(gw): State<Arc<Gateway>>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    match check_token(&gw.snapshot(), req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn check_token(snap: &Snapshot, headers: &HeaderMap) -> Result<(), Error> {
+    let Some(expected) = &snap.config.admin_token else {
+        return Err(Error::Unauthorized(
+            "the admin API is off: set [server] admin_token in _registry.toml (e.g. \"${SWITCHYARD_ADMIN_TOKEN}\")".to_owned(),
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if constant_time_eq(given.as_bytes(), expected.expose().as_bytes()) {
+        Ok(())
+    } else {
+        Err(Error::Unauthorized(
+            "missing or wrong admin token: send Authorization: Bearer <[server] admin_token>"
+                .to_owned(),
+        ))
+    }
+}
+
+/// Compare without stopping at the first difference, so timing does not reveal the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Serialize)]
+struct TierSummary<'a> {
+    name: &'a str,
+    strategy: &'static str,
+    members: usize,
+}
+
+async fn pools(State(gw): State<Arc<Gateway>>) -> Response {
+    let snap = gw.snapshot();
+    let mut tiers: Vec<&Arc<Tier>> = snap.routes.tiers().collect();
+    tiers.sort_by(|a, b| a.label.cmp(&b.label));
+    let list: Vec<TierSummary<'_>> = tiers
+        .iter()
+        .map(|t| TierSummary {
+            name: &t.label,
+            strategy: t.strategy_kind.as_str(),
+            members: t.members.len(),
+        })
+        .collect();
+    Json(serde_json::json!({ "object": "list", "data": list })).into_response()
+}
+
+#[derive(Serialize)]
+struct MemberView<'a> {
+    id: &'a str,
+    model: &'a str,
+    weight: u32,
+    price: Price,
+    #[serde(flatten)]
+    live: LiveView,
+}
+
+async fn pool(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
+    let snap = gw.snapshot();
+    let Some(tier) = snap.routes.tier(&name) else {
+        return no_tier(&name).into_response();
+    };
+    let now = clock_ns();
+    let members: Vec<MemberView<'_>> = tier
+        .members
+        .iter()
+        .filter_map(|m| {
+            let instance = snap.instances.get(m.instance)?;
+            Some(MemberView {
+                id: &instance.spec.id,
+                model: &instance.spec.model_ref,
+                weight: m.weight,
+                price: m.price,
+                live: m.live.view(now),
+            })
+        })
+        .collect();
+    Json(serde_json::json!({
+        "name": tier.label,
+        "strategy": tier.strategy_kind.as_str(),
+        "max_attempts": tier.max_attempts,
+        "members": members,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StrategyBody {
+    strategy: String,
+}
+
+async fn set_strategy(
+    State(gw): State<Arc<Gateway>>,
+    Path(name): Path<String>,
+    body: Result<Json<StrategyBody>, JsonRejection>,
+) -> Response {
+    let result = (|| {
+        let Json(body) = body.map_err(bad_json)?;
+        let kind: StrategyKind = body
+            .strategy
+            .parse()
+            .map_err(|e: crate::balance::UnknownStrategy| Error::BadRequest(e.to_string()))?;
+        gw.set_strategy(&name, kind).map_err(change_error)?;
+        tracing::info!(tier = %name, strategy = kind.as_str(), "strategy switched");
+        Ok::<_, Error>(Json(
+            serde_json::json!({ "name": name, "strategy": kind.as_str() }),
+        ))
+    })();
+    respond(result)
+}
+
+#[derive(Serialize)]
+struct InstanceView<'a> {
+    id: &'a str,
+    model: &'a str,
+    provider: &'a str,
+    base_url: &'a str,
+    weight: u32,
+    price: Price,
+    state: &'static str,
+    #[serde(flatten)]
+    live: LiveView,
+}
+
+fn view<'a>(instance: &'a Instance, state: &'static str) -> InstanceView<'a> {
+    InstanceView {
+        id: &instance.spec.id,
+        model: &instance.spec.model_ref,
+        provider: &instance.spec.provider,
+        base_url: &instance.base_url,
+        weight: instance.spec.weight.get(),
+        price: instance.spec.price,
+        state,
+        live: instance.live.view(clock_ns()),
+    }
+}
+
+async fn instances(State(gw): State<Arc<Gateway>>) -> Response {
+    let snap = gw.snapshot();
+    let draining = gw.draining();
+    let list: Vec<InstanceView<'_>> = (snap.instances.iter().map(|i| view(i, "active")))
+        .chain(draining.iter().map(|i| view(i, "draining")))
+        .collect();
+    Json(serde_json::json!({ "object": "list", "data": list })).into_response()
+}
+
+async fn instance(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
+    let snap = gw.snapshot();
+    if let Some(i) = snap.instance(&id) {
+        return Json(view(i, "active")).into_response();
+    }
+    match gw.draining().into_iter().find(|i| i.spec.id == id) {
+        Some(i) => Json(view(&i, "draining")).into_response(),
+        None => Error::Missing(format!("no instance {id:?}")).into_response(),
+    }
+}
+
+async fn register(
+    State(gw): State<Arc<Gateway>>,
+    body: Result<Json<NewInstance>, JsonRejection>,
+) -> Response {
+    let result = (|| {
+        let Json(new) = body.map_err(bad_json)?;
+        if new.id.is_empty() {
+            return Err(Error::BadRequest("id must not be empty".to_owned()));
+        }
+        let instance = gw.register_instance(new).map_err(change_error)?;
+        tracing::info!(instance = %instance.spec.id, model = %instance.spec.model_ref, "instance registered");
+        Ok((StatusCode::CREATED, Json(view(&instance, "active"))).into_response())
+    })();
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn deregister(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
+    let result = gw.deregister_instance(&id).map_err(change_error);
+    result.map_or_else(IntoResponse::into_response, |instance| {
+        let state = if instance.live.in_flight() > 0 {
+            "draining"
+        } else {
+            "drained"
+        };
+        Json(view(&instance, state)).into_response()
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WeightBody {
+    weight: u32,
+}
+
+async fn set_weight(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    body: Result<Json<WeightBody>, JsonRejection>,
+) -> Response {
+    let result = (|| {
+        let Json(body) = body.map_err(bad_json)?;
+        gw.set_weight(&id, body.weight).map_err(change_error)?;
+        tracing::info!(instance = %id, weight = body.weight, "weight changed");
+        Ok::<_, Error>(Json(serde_json::json!({ "id": id, "weight": body.weight })))
+    })();
+    respond(result)
+}
+
+fn respond(result: Result<Json<serde_json::Value>, Error>) -> Response {
+    result.map_or_else(IntoResponse::into_response, IntoResponse::into_response)
+}
+
+fn bad_json(e: JsonRejection) -> Error {
+    Error::BadRequest(format!("invalid admin request body: {}", e.body_text()))
+}
+
+fn no_tier(name: &str) -> Error {
+    Error::Missing(format!(
+        "no pool or tier {name:?}: GET /admin/pools lists them"
+    ))
+}
+
+fn change_error(e: ChangeError) -> Error {
+    match e {
+        ChangeError::NotFound(m) => Error::Missing(m),
+        ChangeError::Conflict(m) => Error::Conflict(m),
+        ChangeError::Invalid(e) => Error::Conflict(format!("refused, nothing changed: {e}")),
+        ChangeError::Mock(e) => Error::Conflict(e.to_string()),
+    }
+}
