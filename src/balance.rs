@@ -252,6 +252,42 @@ mod tests {
         );
     }
 
+    /// 10,000 picks per strategy over members weighted 1, 2, 3, 4.
+    #[test]
+    fn ten_thousand_picks_follow_each_strategys_shares() {
+        fastrand::seed(42);
+        let weights = [1, 2, 3, 4];
+        let m = members(&weights);
+        let count = |kind: StrategyKind| {
+            let s = kind.build(&m, ScoreWeights::default());
+            let mut counts = [0u32; 4];
+            for _ in 0..10_000 {
+                counts[s.pick(&Candidates::new(&m, 0)).unwrap()] += 1;
+            }
+            counts
+        };
+        // Exact: equal shares, and weight-proportional shares.
+        assert_eq!(count(StrategyKind::RoundRobin), [2500; 4]);
+        assert_eq!(count(StrategyKind::Weighted), [1000, 2000, 3000, 4000]);
+        assert_eq!(count(StrategyKind::LeastConnections), [2500; 4]);
+        // Within 3 % of the expected share.
+        let near = |counts: [u32; 4], expected: [f64; 4], kind: &str| {
+            for (n, e) in counts.iter().zip(expected) {
+                let share = f64::from(*n) / 10_000.0;
+                assert!((share - e).abs() < 0.03, "{kind}: {counts:?}");
+            }
+        };
+        near(count(StrategyKind::Random), [0.1, 0.2, 0.3, 0.4], "random");
+        // p2c with no load: every draw is a tie, so shares are uniform whatever the weights
+        // (weights only scale the load it compares).
+        near(count(StrategyKind::P2c), [0.25; 4], "p2c");
+        near(count(StrategyKind::Latency), [0.25; 4], "latency");
+        // score: the heaviest member wins every pick when nothing else differs.
+        assert_eq!(count(StrategyKind::Score), [0, 0, 0, 10_000]);
+        // cost: all free, so all tie and take turns.
+        assert_eq!(count(StrategyKind::Cost), [2500; 4]);
+    }
+
     /// Every strategy: never picks a refused member, `None` when all are refused.
     #[test]
     fn every_strategy_respects_eligibility() {

@@ -223,3 +223,101 @@ impl Admin {
 fn not_found(id: &str) -> ChangeError {
     ChangeError::NotFound(format!("no instance {id:?}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DEMO, EmbeddedSource};
+
+    async fn demo() -> Arc<Gateway> {
+        let source = CapturedSource::new(Box::new(EmbeddedSource(&DEMO)));
+        let config = Config::load(&source).unwrap();
+        Gateway::start(config, source).await.unwrap()
+    }
+
+    fn new_instance(id: &str) -> NewInstance {
+        serde_json::from_value(serde_json::json!({
+            "id": id,
+            "model": "mock-openai:gpt-4o",
+            "mock": { "latency_ms": 0 },
+        }))
+        .unwrap()
+    }
+
+    /// Seed 000's script: register instances, then `select_instance` returns registered ones.
+    #[tokio::test]
+    async fn register_select_and_deregister_through_the_library_api() {
+        let gw = demo().await;
+        let added = gw.register_instance(new_instance("gpt-4o-south")).unwrap();
+        assert_eq!(added.spec.model_ref, "mock-openai:gpt-4o");
+        let snap = gw.snapshot();
+        let registered = ["gpt-4o-east", "gpt-4o-west", "gpt-4o-south"];
+        // Round robin over the model's three instances: each comes up once in three picks.
+        let mut picked: Vec<String> = (0..3)
+            .map(|_| {
+                snap.select_instance("mock-openai:gpt-4o")
+                    .unwrap()
+                    .spec
+                    .id
+                    .clone()
+            })
+            .collect();
+        picked.sort();
+        let mut expected = registered.map(str::to_owned).to_vec();
+        expected.sort();
+        assert_eq!(picked, expected);
+        // It also joined every tier listing the model (thinking_group's first echelon).
+        let tier = snap.routes.tier("thinking_group.echelon1").unwrap();
+        assert!(
+            tier.members
+                .iter()
+                .any(|m| snap.instances[m.instance].spec.id == "gpt-4o-south")
+        );
+
+        let gone = gw.deregister_instance("gpt-4o-south").unwrap();
+        assert!(gone.live.is_draining());
+        assert!(gw.snapshot().instance("gpt-4o-south").is_none());
+        assert!(gw.draining().is_empty(), "nothing was in flight");
+        // Registering the same id again is allowed once it is gone.
+        gw.register_instance(new_instance("gpt-4o-south")).unwrap();
+    }
+
+    #[tokio::test]
+    async fn live_state_survives_a_rebuild_and_a_strategy_switch_applies_to_every_route_sharing_the_tier()
+     {
+        let gw = demo().await;
+        let before = gw.snapshot();
+        let east = before.instance("gpt-4o-east").unwrap();
+        east.live.acquire();
+        gw.set_strategy("fast_pool", StrategyKind::P2c).unwrap();
+        let after = gw.snapshot();
+        assert_eq!(after.instance("gpt-4o-east").unwrap().live.in_flight(), 1);
+        east.live.release();
+        assert_eq!(
+            after.routes.tier("fast_pool").unwrap().strategy_kind,
+            StrategyKind::P2c
+        );
+        // The `fast` wrapper routes through the same tier.
+        let fast = after.route("fast").unwrap();
+        assert!(Arc::ptr_eq(
+            &fast.tiers[0],
+            after.routes.tier("fast_pool").unwrap()
+        ));
+        assert!(matches!(
+            gw.set_strategy("no_such_pool", StrategyKind::P2c),
+            Err(ChangeError::NotFound(_))
+        ));
+        gw.set_weight("gpt-4o-east", 7).unwrap();
+        let snap = gw.snapshot();
+        assert_eq!(snap.instance("gpt-4o-east").unwrap().spec.weight.get(), 7);
+        // The strategy switch is kept across later changes.
+        assert_eq!(
+            gw.snapshot()
+                .routes
+                .tier("fast_pool")
+                .unwrap()
+                .strategy_kind,
+            StrategyKind::P2c
+        );
+    }
+}
