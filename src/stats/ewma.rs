@@ -11,7 +11,7 @@
 //! Both keep their value and timestamp in two relaxed atomics. Two threads updating at the same
 //! instant may lose one sample: an estimate, not a ledger (the exact counters live elsewhere).
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 /// A float in an `AtomicU64`.
 #[derive(Debug, Default)]
@@ -45,6 +45,9 @@ pub struct PeakEwma {
     cost_ns: AtomicF64,
     stamp_ns: AtomicU64,
     tau_ns: f64,
+    /// The prior holds until the first sample, which then replaces it outright: a new
+    /// instance's first real latency counts at once, not after ~tau of blending.
+    measured: AtomicBool,
 }
 
 impl PeakEwma {
@@ -55,13 +58,15 @@ impl PeakEwma {
             cost_ns: AtomicF64::new(initial_ns),
             stamp_ns: AtomicU64::new(now_ns),
             tau_ns,
+            measured: AtomicBool::new(false),
         }
     }
 
     pub fn observe(&self, sample_ns: f64, now_ns: u64) {
         let stamp = self.stamp_ns.load(Relaxed);
         let cost = self.cost_ns.get();
-        let next = if sample_ns > cost {
+        let first = !self.measured.swap(true, Relaxed);
+        let next = if first || sample_ns > cost {
             sample_ns
         } else {
             let w = survive(now_ns.saturating_sub(stamp), self.tau_ns);
@@ -145,6 +150,15 @@ mod tests {
             "{} vs {expected}",
             e.last()
         );
+    }
+
+    #[test]
+    fn the_first_sample_replaces_the_prior() {
+        let e = PeakEwma::new(10.0 * S as f64, 500.0 * MS, 0);
+        e.observe(20.0 * MS, 1);
+        assert_eq!(e.last(), 20.0 * MS);
+        e.observe(10.0 * MS, 2);
+        assert!(e.last() > 19.0 * MS, "later samples blend in over time");
     }
 
     #[test]
