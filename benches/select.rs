@@ -24,6 +24,11 @@ use switchyard::config::Price;
 use switchyard::provider::ErrorClass;
 use switchyard::stats::{Attempt, Outcome};
 
+/// The gateway binary's allocator, so members' live state is laid out as in production
+/// (mimalloc keeps same-sized allocations together).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const S: u64 = 1_000_000_000;
 /// The clock at which every pick is made: 0.5 s after the last recorded attempt, so the
 /// latency estimates decay (one `exp` per read) as they do on the request path.

@@ -16,7 +16,7 @@ mod ewma;
 mod window;
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -92,15 +92,28 @@ fn class_slot(class: ErrorClass) -> usize {
     CLASSES.iter().position(|&c| c == class).unwrap_or(0)
 }
 
-/// Live state of one instance.
+/// Bit of [`Live`]'s load word that marks the instance draining; the bits below count
+/// requests in flight. One word, so a pick reads eligibility and load with one load; bit 40
+/// (not 63) so a draining word still shifts left by 23 without overflowing (see
+/// `least_connections`).
+pub const DRAINING: u64 = 1 << 40;
+
+/// Live state of one instance. What strategies read on every pick sits in the first ~80 bytes;
+/// the counters only the admin API reads are behind a pointer, so scanning a tier touches one
+/// or two cache lines per member, not kilobytes.
 #[derive(Debug)]
 pub struct Live {
-    in_flight: AtomicU64,
-    draining: AtomicBool,
+    load: AtomicU64,
     consecutive_failures: AtomicU32,
     latency: PeakEwma,
-    ttft_ms: Ewma,
     success: Ewma,
+    cold: Box<Cold>,
+}
+
+/// Totals and the minute: written once per attempt, read by the admin API.
+#[derive(Debug)]
+struct Cold {
+    ttft_ms: Ewma,
     requests: AtomicU64,
     successes: AtomicU64,
     failures: [AtomicU64; CLASSES.len()],
@@ -120,55 +133,70 @@ impl Default for Live {
 impl Live {
     pub fn new(now_ns: u64) -> Self {
         Self {
-            in_flight: AtomicU64::new(0),
-            draining: AtomicBool::new(false),
+            load: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
             latency: PeakEwma::new(
                 LATENCY_TAU.as_nanos() as f64,
                 LATENCY_PRIOR.as_nanos() as f64,
                 now_ns,
             ),
-            ttft_ms: Ewma::new(LATENCY_TAU.as_nanos() as f64, f64::NAN, now_ns),
             success: Ewma::new(SUCCESS_TAU.as_nanos() as f64, 1.0, now_ns),
-            requests: AtomicU64::new(0),
-            successes: AtomicU64::new(0),
-            failures: std::array::from_fn(|_| AtomicU64::new(0)),
-            prompt_tokens: AtomicU64::new(0),
-            completion_tokens: AtomicU64::new(0),
-            cost_micros: AtomicU64::new(0),
-            window: Window::default(),
+            cold: Box::new(Cold {
+                ttft_ms: Ewma::new(LATENCY_TAU.as_nanos() as f64, f64::NAN, now_ns),
+                requests: AtomicU64::new(0),
+                successes: AtomicU64::new(0),
+                failures: std::array::from_fn(|_| AtomicU64::new(0)),
+                prompt_tokens: AtomicU64::new(0),
+                completion_tokens: AtomicU64::new(0),
+                cost_micros: AtomicU64::new(0),
+                window: Window::default(),
+            }),
         }
     }
 
     /// Requests dispatched to this instance whose response has not finished.
     #[inline]
     pub fn in_flight(&self) -> u64 {
-        self.in_flight.load(Relaxed)
+        self.load.load(Relaxed) & (DRAINING - 1)
+    }
+
+    /// The raw load word: requests in flight, plus [`DRAINING`] when draining (so a draining
+    /// instance compares as more loaded than any other). One load, for tight scans.
+    #[inline]
+    pub fn load_word(&self) -> u64 {
+        self.load.load(Relaxed)
+    }
+
+    /// In flight, if the instance admits new requests (one atomic load for both).
+    #[inline]
+    pub fn admitted_load(&self) -> Option<u64> {
+        let word = self.load.load(Relaxed);
+        (word < DRAINING).then_some(word)
     }
 
     /// Count one more request in flight. Pair with [`Live::release`]; the request path does
     /// both through `Instance::start`'s guard.
     pub fn acquire(&self) {
-        self.in_flight.fetch_add(1, Relaxed);
+        self.load.fetch_add(1, Relaxed);
     }
 
     pub fn release(&self) {
-        self.in_flight.fetch_sub(1, Relaxed);
+        self.load.fetch_sub(1, Relaxed);
     }
 
     /// Whether new requests may be sent here (not draining).
     #[inline]
     pub fn admits(&self) -> bool {
-        !self.draining.load(Relaxed)
+        self.load.load(Relaxed) < DRAINING
     }
 
     /// Stop admitting new requests; running ones finish.
     pub fn drain(&self) {
-        self.draining.store(true, Relaxed);
+        self.load.fetch_or(DRAINING, Relaxed);
     }
 
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Relaxed)
+        !self.admits()
     }
 
     /// Peak-EWMA latency estimate as of `now_ns`, nanoseconds.
@@ -189,7 +217,8 @@ impl Live {
     }
 
     pub fn record(&self, price: Price, a: &Attempt, now_ns: u64) {
-        self.requests.fetch_add(1, Relaxed);
+        let cold = &*self.cold;
+        cold.requests.fetch_add(1, Relaxed);
         let latency = a.ttft.unwrap_or(a.latency).as_nanos() as f64;
         let mut tokens = 0;
         match a.outcome {
@@ -197,24 +226,24 @@ impl Live {
                 prompt_tokens,
                 completion_tokens,
             } => {
-                self.successes.fetch_add(1, Relaxed);
+                cold.successes.fetch_add(1, Relaxed);
                 self.consecutive_failures.store(0, Relaxed);
-                self.prompt_tokens.fetch_add(prompt_tokens, Relaxed);
-                self.completion_tokens.fetch_add(completion_tokens, Relaxed);
+                cold.prompt_tokens.fetch_add(prompt_tokens, Relaxed);
+                cold.completion_tokens.fetch_add(completion_tokens, Relaxed);
                 let cost = prompt_tokens as f64 * price.input_per_1k
                     + completion_tokens as f64 * price.output_per_1k;
                 // per 1k tokens → millionths: × 1e6 / 1e3.
-                self.cost_micros
+                cold.cost_micros
                     .fetch_add((cost * 1e3).round() as u64, Relaxed);
                 tokens = prompt_tokens + completion_tokens;
                 self.success.observe(1.0, now_ns);
                 self.latency.observe(latency, now_ns);
                 if let Some(ttft) = a.ttft {
-                    self.ttft_ms.observe(ttft.as_secs_f64() * 1e3, now_ns);
+                    cold.ttft_ms.observe(ttft.as_secs_f64() * 1e3, now_ns);
                 }
             }
             Outcome::Failure(class) => {
-                self.failures[class_slot(class)].fetch_add(1, Relaxed);
+                cold.failures[class_slot(class)].fetch_add(1, Relaxed);
                 if class != ErrorClass::Client {
                     self.consecutive_failures.fetch_add(1, Relaxed);
                     self.success.observe(0.0, now_ns);
@@ -225,7 +254,7 @@ impl Live {
                 }
             }
         }
-        self.window.add(
+        cold.window.add(
             Sample {
                 failed: matches!(a.outcome, Outcome::Failure(_)),
                 tokens,
@@ -237,9 +266,10 @@ impl Live {
 
     /// Everything, for the admin API.
     pub fn view(&self, now_ns: u64) -> LiveView {
+        let cold = &*self.cold;
         let by_class = CLASSES
             .iter()
-            .zip(&self.failures)
+            .zip(&cold.failures)
             .map(|(c, n)| (c.as_str(), n.load(Relaxed)))
             .filter(|(_, n)| *n > 0)
             .collect();
@@ -248,16 +278,16 @@ impl Live {
             draining: self.is_draining(),
             consecutive_failures: self.consecutive_failures(),
             latency_ewma_ms: self.latency.last() / 1e6,
-            ttft_ewma_ms: Some(self.ttft_ms.get()).filter(|v| !v.is_nan()),
+            ttft_ewma_ms: Some(cold.ttft_ms.get()).filter(|v| !v.is_nan()),
             success_ratio: self.success_ratio(),
-            requests: self.requests.load(Relaxed),
-            successes: self.successes.load(Relaxed),
-            failures: self.failures.iter().map(|n| n.load(Relaxed)).sum(),
+            requests: cold.requests.load(Relaxed),
+            successes: cold.successes.load(Relaxed),
+            failures: cold.failures.iter().map(|n| n.load(Relaxed)).sum(),
             failures_by_class: by_class,
-            prompt_tokens: self.prompt_tokens.load(Relaxed),
-            completion_tokens: self.completion_tokens.load(Relaxed),
-            cost: self.cost_micros.load(Relaxed) as f64 / 1e6,
-            last_minute: self.window.minute(now_ns),
+            prompt_tokens: cold.prompt_tokens.load(Relaxed),
+            completion_tokens: cold.completion_tokens.load(Relaxed),
+            cost: cold.cost_micros.load(Relaxed) as f64 / 1e6,
+            last_minute: cold.window.minute(now_ns),
         }
     }
 }

@@ -3,7 +3,12 @@
 
 use std::sync::atomic::AtomicUsize;
 
-use super::{Candidates, Strategy, turn};
+use super::{Candidates, Member, Strategy, turn};
+use crate::stats::DRAINING;
+
+/// Low bits of a scan key that hold the rotation position: tiers up to 8 M members. The load
+/// word above them is below 2^41 (in flight < 2^40, plus the drain bit), so it fits.
+const POSITION_BITS: u32 = 23;
 
 #[derive(Debug, Default)]
 pub struct LeastConnections {
@@ -17,21 +22,72 @@ impl Strategy for LeastConnections {
             return None;
         }
         let start = turn(&self.next, c.retry) % n;
-        let mut best: Option<(u64, usize)> = None;
-        for i in (start..n).chain(0..start) {
-            if !c.accepts(i) {
-                continue;
-            }
-            let load = c.members[i].live.in_flight();
-            if best.is_none_or(|(b, _)| load < b) {
-                best = Some((load, i));
-                if load == 0 {
+        // Branch-free scan in rotation order (start..n, then 0..start): each member's key packs
+        // (load, position) into one u64, refused members sort last, and the minimum wins.
+        // Random loads defeat branch prediction; `min` compiles to a conditional move.
+        let (tail, head) = (&c.members[start..], &c.members[..start]);
+        let mut best = u64::MAX;
+        for (part, base) in [(tail, 0), (head, tail.len())] {
+            for (chunk_no, chunk) in part.chunks(64).enumerate() {
+                let first = base + chunk_no * 64;
+                best = best.min(if c.tried.is_empty() {
+                    min_key(chunk, first)
+                } else {
+                    min_key_untried(chunk, first, c.tried)
+                });
+                // An idle member cannot be beaten.
+                if best >> POSITION_BITS == 0 {
                     break;
                 }
             }
         }
-        best.map(|(_, i)| i)
+        if best >= REFUSED << POSITION_BITS {
+            return None;
+        }
+        let k = (best & ((1 << POSITION_BITS) - 1)) as usize;
+        Some(if start + k < n { start + k } else { start + k - n })
     }
+}
+
+/// The load word of a member that may not be chosen: draining, or tried by this request.
+const REFUSED: u64 = DRAINING;
+
+#[inline]
+fn key(m: &Member, position: usize) -> u64 {
+    // A draining member's word is ≥ DRAINING: its key sorts above every admitted one.
+    m.live.load_word() << POSITION_BITS | position as u64
+}
+
+/// Four independent running minima, so the compare-and-move chain does not serialise the scan.
+#[inline]
+fn min_key(chunk: &[Member], first: usize) -> u64 {
+    let mut best = [u64::MAX; 4];
+    let quads = chunk.chunks_exact(4);
+    let rest = quads.remainder();
+    for (q, four) in quads.enumerate() {
+        let at = first + q * 4;
+        for lane in 0..4 {
+            best[lane] = best[lane].min(key(&four[lane], at + lane));
+        }
+    }
+    let at = first + chunk.len() - rest.len();
+    for (k, m) in rest.iter().enumerate() {
+        best[0] = best[0].min(key(m, at + k));
+    }
+    best[0].min(best[1]).min(best[2].min(best[3]))
+}
+
+#[inline]
+fn min_key_untried(chunk: &[Member], first: usize, tried: &[usize]) -> u64 {
+    let mut best = u64::MAX;
+    for (k, m) in chunk.iter().enumerate() {
+        let mut word = m.live.load_word();
+        if tried.contains(&m.instance) {
+            word |= REFUSED;
+        }
+        best = best.min(word << POSITION_BITS | (first + k) as u64);
+    }
+    best
 }
 
 #[cfg(test)]
