@@ -124,6 +124,34 @@ fn turn(counter: &AtomicUsize, retry: bool) -> usize {
     }
 }
 
+/// Tie-breaking turns, one counter per thread slot (each on its own cache line). Strategies
+/// that only rotate among equals (least connections, score, cost) take turns here, so two
+/// worker threads picking at once never write the same line: ties rotate exactly per thread.
+/// `round_robin` and `weighted` keep one shared counter instead, because their exactness is
+/// across the whole gateway (N×k requests on any mix of connections and workers give k each);
+/// that counter is the only shared write on their pick.
+#[derive(Debug, Default)]
+struct TieTurns([PaddedCounter; TIE_SLOTS]);
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct PaddedCounter(AtomicUsize);
+
+/// More slots than worker threads on most machines; threads beyond share slots (still correct).
+const TIE_SLOTS: usize = 16;
+
+impl TieTurns {
+    #[inline]
+    fn turn(&self, retry: bool) -> usize {
+        static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static SLOT: usize = NEXT_SLOT.fetch_add(1, Relaxed) % TIE_SLOTS;
+        }
+        let slot = SLOT.with(|s| *s);
+        turn(&self.0[slot].0, retry)
+    }
+}
+
 /// Scan from `start`, wrapping, and return the first accepted member.
 #[inline]
 fn first_accepted(c: &Candidates<'_>, start: usize) -> Option<usize> {
@@ -179,7 +207,7 @@ impl StrategyKind {
             Self::Random => Box::new(Random::new(&weights)),
             Self::P2c => Box::new(P2c),
             Self::Latency => Box::new(Latency),
-            Self::Score => Box::new(Score::new(score)),
+            Self::Score => Box::new(Score::new(score, members)),
             Self::Cost => Box::new(Cost::default()),
         }
     }

@@ -2,13 +2,11 @@
 //! the same price take turns exactly (the k-th pick among t tied members goes to tie k mod t). Pair it with health and limits: a cheap instance that
 //! fails is refused by eligibility, and the next cheapest takes over.
 
-use std::sync::atomic::AtomicUsize;
-
-use super::{Candidates, Strategy, turn};
+use super::{Candidates, Strategy, TieTurns};
 
 #[derive(Debug, Default)]
 pub struct Cost {
-    next: AtomicUsize,
+    next: TieTurns,
 }
 
 impl Strategy for Cost {
@@ -33,7 +31,7 @@ impl Strategy for Cost {
         if ties == 0 {
             return None;
         }
-        let nth = turn(&self.next, c.retry) % ties;
+        let nth = self.next.turn(c.retry) % ties;
         (0..n)
             .filter(|&i| c.accepts(i) && c.members[i].unit_price() == cheapest)
             .nth(nth)

@@ -1,9 +1,7 @@
 //! Fewest in-flight requests wins; ties are broken by a rotating start so equal members share.
 //! In-flight counts run from dispatch to the end of the response (the last stream chunk).
 
-use std::sync::atomic::AtomicUsize;
-
-use super::{Candidates, Member, Strategy, turn};
+use super::{Candidates, Member, Strategy, TieTurns};
 use crate::stats::DRAINING;
 
 /// Low bits of a scan key that hold the rotation position: tiers up to 8 M members. The load
@@ -12,7 +10,7 @@ const POSITION_BITS: u32 = 23;
 
 #[derive(Debug, Default)]
 pub struct LeastConnections {
-    next: AtomicUsize,
+    next: TieTurns,
 }
 
 impl Strategy for LeastConnections {
@@ -21,7 +19,7 @@ impl Strategy for LeastConnections {
         if n == 0 {
             return None;
         }
-        let start = turn(&self.next, c.retry) % n;
+        let start = self.next.turn(c.retry) % n;
         // Branch-free scan in rotation order (start..n, then 0..start): each member's key packs
         // (load, position) into one u64, refused members sort last, and the minimum wins.
         // Random loads defeat branch prediction; `min` compiles to a conditional move.
@@ -45,7 +43,11 @@ impl Strategy for LeastConnections {
             return None;
         }
         let k = (best & ((1 << POSITION_BITS) - 1)) as usize;
-        Some(if start + k < n { start + k } else { start + k - n })
+        Some(if start + k < n {
+            start + k
+        } else {
+            start + k - n
+        })
     }
 }
 

@@ -80,6 +80,7 @@ pub struct Latency;
 
 impl Latency {
     /// The load [`Latency`] compares: lower wins.
+    #[inline]
     pub fn load(c: &Candidates<'_>, i: usize) -> f64 {
         let live = &c.members[i].live;
         let pending = live.in_flight();

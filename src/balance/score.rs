@@ -14,11 +14,9 @@
 //! Ties (scores within 0.01) take turns exactly: the k-th pick among t tied members goes to
 //! tie k mod t, so the result is deterministic for a sequence of picks and equals share.
 
-use std::sync::atomic::AtomicUsize;
-
 use serde::Deserialize;
 
-use super::{Candidates, Latency, Strategy, turn};
+use super::{Candidates, Latency, Member, Strategy, TieTurns};
 
 /// Relative weights of the five factors; they need not sum to 1 (they are normalised).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -91,14 +89,18 @@ pub struct Factors {
 #[derive(Debug)]
 pub struct Score {
     weights: ScoreWeights,
-    next: AtomicUsize,
+    next: TieTurns,
+    /// `1 / price` per member (infinity when free): prices are fixed for a tier's life, so
+    /// pass two multiplies instead of dividing.
+    inv_price: Vec<f64>,
 }
 
 impl Score {
-    pub fn new(weights: ScoreWeights) -> Self {
+    pub fn new(weights: ScoreWeights, members: &[Member]) -> Self {
         Self {
             weights: weights.normalised(),
-            next: AtomicUsize::new(0),
+            next: TieTurns::default(),
+            inv_price: members.iter().map(|m| recip(m.unit_price())).collect(),
         }
     }
 
@@ -117,37 +119,11 @@ impl Score {
 /// within 1 % of the best shares again.
 const TIE: f64 = 0.01;
 
-/// Tier-wide bests the factors are normalised against.
-struct Bests {
-    weight: f64,
-    load: f64,
-    price: f64,
-}
-
 fn health(consecutive_failures: u32) -> f64 {
     match consecutive_failures {
         0 => 1.0,
         1 | 2 => 0.5,
         _ => 0.0,
-    }
-}
-
-fn ratio(best: f64, mine: f64) -> f64 {
-    if mine <= 0.0 {
-        1.0
-    } else {
-        (best / mine).clamp(0.0, 1.0)
-    }
-}
-
-fn factors(c: &Candidates<'_>, i: usize, load: f64, b: &Bests) -> Factors {
-    let m = &c.members[i];
-    Factors {
-        weight: f64::from(m.weight) / b.weight,
-        health: health(m.live.consecutive_failures()),
-        performance: ratio(b.load, load),
-        reliability: m.live.success_ratio().clamp(0.0, 1.0),
-        cost: ratio(b.price, m.unit_price()),
     }
 }
 
@@ -157,43 +133,60 @@ impl Strategy for Score {
         if n == 0 {
             return None;
         }
-        // Loads need the decayed latency (an exp) once per member: keep them for pass two.
-        let mut stack = [f64::NAN; 64];
-        let mut heap = Vec::new();
-        let loads: &mut [f64] = if n <= stack.len() {
-            &mut stack[..n]
-        } else {
-            heap.resize(n, f64::NAN);
-            &mut heap
-        };
-        let mut bests = Bests {
-            weight: 0.0,
-            load: f64::INFINITY,
-            price: f64::INFINITY,
-        };
-        for (i, slot) in loads.iter_mut().enumerate() {
+        // Pass one: per member, the reciprocals of its load (peak-EWMA latency, an exp) and
+        // price, kept for pass two; the tier's bests. Reciprocals turn pass two's ratios into
+        // multiplications. NaN marks a refused member.
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            scratch.clear();
+            scratch.resize(n, (f64::NAN, 0.0));
+            self.pick_with(c, &mut scratch)
+        })
+    }
+}
+
+thread_local! {
+    /// Per-thread scratch for a pick's per-member values: no allocation and no 1 KiB stack
+    /// fill per pick (a fixed cost that showed at 3 members).
+    static SCRATCH: std::cell::RefCell<Vec<(f64, f64)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Score {
+    fn pick_with(&self, c: &Candidates<'_>, inv: &mut [(f64, f64)]) -> Option<usize> {
+        let (mut max_weight, mut best_load, mut best_price) = (0u32, f64::INFINITY, f64::INFINITY);
+        for (i, slot) in inv.iter_mut().enumerate() {
             if !c.accepts(i) {
-                continue; // NaN marks a refused member
-            }
-            let load = Latency::load(c, i);
-            *slot = load;
-            let m = &c.members[i];
-            bests.weight = bests.weight.max(f64::from(m.weight.max(1)));
-            bests.load = bests.load.min(load);
-            bests.price = bests.price.min(m.unit_price());
-        }
-        if bests.weight == 0.0 {
-            return None;
-        }
-        // Pass two turns each load into a score, in place.
-        let mut top = f64::NEG_INFINITY;
-        let mut ties = 0;
-        for (i, slot) in loads.iter_mut().enumerate() {
-            if slot.is_nan() {
                 continue;
             }
-            let score = self.total(&factors(c, i, *slot, &bests));
-            *slot = score;
+            let load = Latency::load(c, i);
+            let m = &c.members[i];
+            let inv_price = self.inv_price.get(i).copied().unwrap_or(f64::INFINITY);
+            *slot = (recip(load), inv_price);
+            let price = m.unit_price();
+            max_weight = max_weight.max(m.weight.max(1));
+            best_load = best_load.min(load);
+            best_price = best_price.min(price);
+        }
+        if max_weight == 0 {
+            return None;
+        }
+        let w = &self.weights;
+        let per_weight = w.weight / f64::from(max_weight);
+        // Pass two turns each slot's first half into the member's score, in place.
+        let mut top = f64::NEG_INFINITY;
+        let mut ties = 0;
+        for (i, slot) in inv.iter_mut().enumerate() {
+            let (inv_load, inv_price) = *slot;
+            if inv_load.is_nan() {
+                continue;
+            }
+            let live = &c.members[i].live;
+            let score = per_weight * f64::from(c.members[i].weight.max(1))
+                + w.health * health(live.consecutive_failures())
+                + w.performance * ratio(best_load, inv_load)
+                + w.reliability * live.success_ratio().clamp(0.0, 1.0)
+                + w.cost * ratio(best_price, inv_price);
+            slot.0 = score;
             if score > top + TIE {
                 (top, ties) = (score, 1);
             } else if score >= top - TIE {
@@ -203,13 +196,28 @@ impl Strategy for Score {
         if ties == 0 {
             return None;
         }
-        let nth = turn(&self.next, c.retry) % ties;
-        loads
-            .iter()
+        let nth = self.next.turn(c.retry) % ties;
+        inv.iter()
             .enumerate()
-            .filter(|(_, s)| !s.is_nan() && **s >= top - TIE)
+            .filter(|(_, (s, _))| !s.is_nan() && *s >= top - TIE)
             .nth(nth)
             .map(|(i, _)| i)
+    }
+}
+
+/// `1 / x`, with a free (zero) or unknown value as infinity: it is then the best.
+#[inline]
+fn recip(x: f64) -> f64 {
+    if x > 0.0 { 1.0 / x } else { f64::INFINITY }
+}
+
+/// `best / mine` in 0..1 from `1 / mine`; a member that is itself free or instant scores 1.
+#[inline]
+fn ratio(best: f64, inv_mine: f64) -> f64 {
+    if inv_mine.is_infinite() {
+        1.0
+    } else {
+        (best * inv_mine).clamp(0.0, 1.0)
     }
 }
 
@@ -250,7 +258,7 @@ mod tests {
     #[test]
     fn equal_members_share_by_rotation() {
         let m = members(&[1, 1, 1]);
-        let s = Score::new(ScoreWeights::default());
+        let s = Score::new(ScoreWeights::default(), &m);
         let picks: Vec<_> = (0..6)
             .map(|_| s.pick(&Candidates::new(&m, 0)).unwrap())
             .collect();
@@ -266,7 +274,7 @@ mod tests {
         );
         // Heavier weight wins when all else is equal.
         let m = members(&[1, 2]);
-        let s = Score::new(w);
+        let s = Score::new(w, &m);
         assert_eq!(s.pick(&Candidates::new(&m, 0)), Some(1));
         // Cheaper wins among equal weights when only cost counts.
         let mut m = members(&[1, 1]);
@@ -278,13 +286,16 @@ mod tests {
             input_per_1k: 1.0,
             output_per_1k: 1.0,
         };
-        let only_cost = Score::new(ScoreWeights {
-            weight: 0.0,
-            health: 0.0,
-            performance: 0.0,
-            reliability: 0.0,
-            cost: 1.0,
-        });
+        let only_cost = Score::new(
+            ScoreWeights {
+                weight: 0.0,
+                health: 0.0,
+                performance: 0.0,
+                reliability: 0.0,
+                cost: 1.0,
+            },
+            &m,
+        );
         assert_eq!(only_cost.pick(&Candidates::new(&m, 0)), Some(1));
         assert!(ScoreWeights { cost: -1.0, ..w }.problem().is_some());
         assert!(
@@ -303,7 +314,7 @@ mod tests {
     #[test]
     fn traffic_leaves_a_failing_slow_instance_and_returns_when_it_recovers() {
         let m = members(&[1, 1, 1]);
-        let s = Score::new(ScoreWeights::default());
+        let s = Score::new(ScoreWeights::default(), &m);
         let mut now = 0;
         for member in &m {
             record(member, OK, 100, now);
@@ -335,7 +346,7 @@ mod tests {
     #[test]
     fn in_flight_load_spreads_traffic_off_the_best_member() {
         let m = members(&[1, 1]);
-        let s = Score::new(ScoreWeights::default());
+        let s = Score::new(ScoreWeights::default(), &m);
         for member in &m {
             record(member, OK, 100, 0);
         }

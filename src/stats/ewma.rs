@@ -31,33 +31,37 @@ impl AtomicF64 {
 
 /// `exp(-elapsed / tau)`: how much of an old value survives `elapsed` nanoseconds.
 #[inline]
-fn survive(elapsed_ns: u64, tau_ns: f64) -> f64 {
+fn survive(elapsed_ns: u64, inv_tau_ns: f64) -> f64 {
     if elapsed_ns == 0 {
         1.0
     } else {
-        exp_neg(elapsed_ns as f64 / tau_ns)
+        exp_neg(elapsed_ns as f64 * inv_tau_ns)
     }
 }
 
-/// `e^-x` for `x ≥ 0`, to a relative error below 2e-5, in a dozen inlined flops. Strategies
-/// decay one estimate per member per pick; libm's `exp` (a call, ~20 cycles) was most of the
-/// `score` strategy's time at 64 members (criterion, benches/select.rs).
+/// `e^-x` for `x ≥ 0`, to a relative error below 1e-5, in a dozen inlined flops with no
+/// float/int conversion. Strategies decay one estimate per member per pick; libm's `exp` (a
+/// call) and a Horner polynomial were most of the `score` strategy's time at 64 members
+/// (criterion, benches/select.rs).
 #[inline]
 pub fn exp_neg(x: f64) -> f64 {
-    // e^-x = 2^y with y = -x·log2(e) = k + r, k an integer, r in [0, 1).
+    // e^-x = 2^y with y = -x·log2(e) = k + r, k = round(y) an integer, |r| ≤ 1/2.
     let y = -x * std::f64::consts::LOG2_E;
     if y.is_nan() || y < -1022.0 {
         return 0.0;
     }
-    let k = y.floor();
-    let r = (y - k) * std::f64::consts::LN_2;
-    // e^r for r in [0, ln 2): Taylor to degree 6 (error < (ln 2)^7 / 7! ≈ 1.5e-5).
-    let p = 1.0
-        + r * (1.0
-            + r * (1.0 / 2.0
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    // Adding 1.5·2^52 rounds y to an integer held in the low mantissa bits.
+    const ROUND: f64 = 6_755_399_441_055_744.0;
+    let shifted = y + ROUND;
+    let k = shifted.to_bits().wrapping_sub(ROUND.to_bits()) as i64;
+    let s = (y - (shifted - ROUND)) * std::f64::consts::LN_2;
+    // e^s for |s| ≤ ln2 / 2: Taylor to degree 5 (error < 0.35^6 / 6! ≈ 2.5e-6), in Estrin's
+    // form (three levels of multiply-add instead of a chain of five).
+    let s2 = s * s;
+    let p =
+        (1.0 + s) + s2 * ((1.0 / 2.0 + s * (1.0 / 6.0)) + s2 * (1.0 / 24.0 + s * (1.0 / 120.0)));
     // 2^k by building the float's exponent; k is in [-1022, 0] here.
-    p * f64::from_bits(((k as i64 + 1023) as u64) << 52)
+    p * f64::from_bits(((k + 1023) as u64) << 52)
 }
 
 /// Peak-EWMA latency in nanoseconds.
@@ -65,7 +69,7 @@ pub fn exp_neg(x: f64) -> f64 {
 pub struct PeakEwma {
     cost_ns: AtomicF64,
     stamp_ns: AtomicU64,
-    tau_ns: f64,
+    inv_tau_ns: f64,
     /// The prior holds until the first sample, which then replaces it outright: a new
     /// instance's first real latency counts at once, not after ~tau of blending.
     measured: AtomicBool,
@@ -78,7 +82,7 @@ impl PeakEwma {
         Self {
             cost_ns: AtomicF64::new(initial_ns),
             stamp_ns: AtomicU64::new(now_ns),
-            tau_ns,
+            inv_tau_ns: 1.0 / tau_ns,
             measured: AtomicBool::new(false),
         }
     }
@@ -90,7 +94,7 @@ impl PeakEwma {
         let next = if first || sample_ns > cost {
             sample_ns
         } else {
-            let w = survive(now_ns.saturating_sub(stamp), self.tau_ns);
+            let w = survive(now_ns.saturating_sub(stamp), self.inv_tau_ns);
             cost * w + sample_ns * (1.0 - w)
         };
         self.cost_ns.set(next);
@@ -101,7 +105,7 @@ impl PeakEwma {
     #[inline]
     pub fn get(&self, now_ns: u64) -> f64 {
         let stamp = self.stamp_ns.load(Relaxed);
-        self.cost_ns.get() * survive(now_ns.saturating_sub(stamp), self.tau_ns)
+        self.cost_ns.get() * survive(now_ns.saturating_sub(stamp), self.inv_tau_ns)
     }
 
     /// The estimate as of the last sample (no decay): what a dashboard shows.
@@ -115,7 +119,7 @@ impl PeakEwma {
 pub struct Ewma {
     value: AtomicF64,
     stamp_ns: AtomicU64,
-    tau_ns: f64,
+    inv_tau_ns: f64,
 }
 
 impl Ewma {
@@ -124,7 +128,7 @@ impl Ewma {
         Self {
             value: AtomicF64::new(initial),
             stamp_ns: AtomicU64::new(now_ns),
-            tau_ns,
+            inv_tau_ns: 1.0 / tau_ns,
         }
     }
 
@@ -132,7 +136,7 @@ impl Ewma {
     /// together still move the average (at least 1/16 each), so a burst of failures shows.
     pub fn observe(&self, sample: f64, now_ns: u64) {
         let stamp = self.stamp_ns.load(Relaxed);
-        let w = survive(now_ns.saturating_sub(stamp), self.tau_ns).min(15.0 / 16.0);
+        let w = survive(now_ns.saturating_sub(stamp), self.inv_tau_ns).min(15.0 / 16.0);
         let old = self.value.get();
         // NaN: no value yet, the first sample is the average.
         let next = if old.is_nan() {
@@ -179,7 +183,7 @@ mod tests {
             let x = f64::from(i) * 0.01;
             let (fast, exact) = (exp_neg(x), (-x).exp());
             assert!(
-                (fast - exact).abs() <= 2e-5 * exact + f64::MIN_POSITIVE,
+                (fast - exact).abs() <= 1e-5 * exact + f64::MIN_POSITIVE,
                 "x = {x}: {fast} vs {exact}"
             );
         }
