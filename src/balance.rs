@@ -88,14 +88,6 @@ impl<'a> Candidates<'a> {
         m.live.admits() && !self.tried.contains(&m.instance)
     }
 
-    /// Member `i`'s requests in flight, if it may be chosen (one atomic load for both).
-    #[inline]
-    pub fn accepted_load(&self, i: usize) -> Option<u64> {
-        let m = &self.members[i];
-        let load = m.live.admitted_load()?;
-        (!self.tried.contains(&m.instance)).then_some(load)
-    }
-
     #[inline]
     pub fn len(&self) -> usize {
         self.members.len()

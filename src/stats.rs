@@ -167,13 +167,6 @@ impl Live {
         self.load.load(Relaxed)
     }
 
-    /// In flight, if the instance admits new requests (one atomic load for both).
-    #[inline]
-    pub fn admitted_load(&self) -> Option<u64> {
-        let word = self.load.load(Relaxed);
-        (word < DRAINING).then_some(word)
-    }
-
     /// Count one more request in flight. Pair with [`Live::release`]; the request path does
     /// both through `Instance::start`'s guard.
     pub fn acquire(&self) {

@@ -76,16 +76,6 @@ impl ScoreWeights {
     }
 }
 
-/// The five factors of one member, each 0..1.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Factors {
-    pub weight: f64,
-    pub health: f64,
-    pub performance: f64,
-    pub reliability: f64,
-    pub cost: f64,
-}
-
 #[derive(Debug)]
 pub struct Score {
     weights: ScoreWeights,
@@ -102,15 +92,6 @@ impl Score {
             next: TieTurns::default(),
             inv_price: members.iter().map(|m| recip(m.unit_price())).collect(),
         }
-    }
-
-    pub fn total(&self, f: &Factors) -> f64 {
-        let w = &self.weights;
-        w.weight * f.weight
-            + w.health * f.health
-            + w.performance * f.performance
-            + w.reliability * f.reliability
-            + w.cost * f.cost
     }
 }
 
