@@ -61,6 +61,13 @@ async fn admin(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// Switch pool `p` to `strategy` through the admin API.
+async fn switch(c: &reqwest::Client, gw: &Proc, strategy: &str) {
+    let body = Some(json!({ "strategy": strategy }));
+    let (status, reply) = admin(c, gw, "PUT", "/admin/pools/p/strategy", body).await;
+    assert_eq!(status, 200, "{reply}");
+}
+
 async fn chat(c: &reqwest::Client, gw: &Proc, model: &str) -> u16 {
     c.post(format!("{}/v1/chat/completions", gw.url))
         .json(&chat_body(model))
@@ -315,15 +322,7 @@ async fn strategy_switches_and_instance_changes_under_load_lose_no_request() {
         "cost",
         "round_robin",
     ] {
-        let (status, reply) = admin(
-            &c,
-            &gw,
-            "PUT",
-            "/admin/pools/p/strategy",
-            Some(json!({"strategy": strategy})),
-        )
-        .await;
-        assert_eq!(status, 200, "{reply}");
+        switch(&c, &gw, strategy).await;
         load.advance(30).await;
         let (_, pool) = admin(&c, &gw, "GET", "/admin/pools/p", None).await;
         assert_eq!(pool["strategy"], strategy);
@@ -403,15 +402,7 @@ async fn sixty_four_clients_spread_evenly_under_round_robin_weighted_and_p2c() {
     let gw = gateway(t.path());
     let c = client();
     for strategy in ["round_robin", "weighted", "p2c"] {
-        let (status, _) = admin(
-            &c,
-            &gw,
-            "PUT",
-            "/admin/pools/p/strategy",
-            Some(json!({"strategy": strategy})),
-        )
-        .await;
-        assert_eq!(status, 200);
+        switch(&c, &gw, strategy).await;
         let before = counts(&c, &mocks).await;
         let load = Load::start(&gw, "w", 64);
         load.advance(2000).await;
