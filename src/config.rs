@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
-pub use overlay::{ADMIN, NewInstance, Overlay, PriceInput};
+pub use overlay::{ADMIN, NewInstance, Overlay};
 pub use source::{CapturedSource, DEMO, DirSource, EmbeddedSource, Source};
 
 use crate::balance::{ScoreWeights, StrategyKind};
@@ -74,7 +74,8 @@ pub enum Endpoint {
 }
 
 /// Price per 1,000 tokens, in the operator's currency.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Price {
     pub input_per_1k: f64,
     pub output_per_1k: f64,

@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::provider::ErrorClass;
 use crate::request::ClientRequest;
 use crate::snapshot::Snapshot;
-use crate::stats::{Attempt, Outcome, clock_ns};
+use crate::stats::{Attempt, Outcome, Recorder, clock_ns};
 use crate::upstream::{AttemptError, Instance, Upstream};
 
 /// Largest non-streamed upstream reply accepted (64 MiB: far above any chat or embedding reply).
@@ -77,7 +77,7 @@ pub async fn forward(
                 // Client faults come back as responses, so every error here is the instance's.
                 Err(e) => {
                     record(
-                        &snap,
+                        &*snap.recorder,
                         &instance,
                         Outcome::Failure(e.class),
                         attempt_started,
@@ -123,7 +123,13 @@ async fn attempt(
             .unwrap_or_default();
         if class == ErrorClass::Client {
             // The client's own mistake: hand the provider's answer back unchanged.
-            record(snap, instance, Outcome::Failure(class), started, None);
+            record(
+                &*snap.recorder,
+                instance,
+                Outcome::Failure(class),
+                started,
+                None,
+            );
             log_done(trace, instance, status, false, None, None, "client_error");
             return Ok(respond(status, content_type, body.into(), trace, instance));
         }
@@ -138,15 +144,15 @@ async fn attempt(
     }
     let body = reply::read_body(body, MAX_REPLY_BYTES, deadline).await?;
     let usage = reply::check(&body)?;
-    record(snap, instance, usage.outcome(), started, None);
+    record(&*snap.recorder, instance, usage.outcome(), started, None);
     log_done(trace, instance, status, false, Some(usage), None, "ok");
     drop(guard);
     Ok(respond(status, content_type, body.into(), trace, instance))
 }
 
-/// Report one finished attempt to the snapshot's recorder.
+/// Report one finished attempt to `recorder` (the snapshot's).
 pub(crate) fn record(
-    snap: &Snapshot,
+    recorder: &dyn Recorder,
     instance: &Instance,
     outcome: Outcome,
     started: Instant,
@@ -157,8 +163,7 @@ pub(crate) fn record(
         latency: started.elapsed(),
         ttft,
     };
-    snap.recorder
-        .record(&instance.live, instance.spec.price, &attempt, clock_ns());
+    recorder.record(&instance.live, instance.spec.price, &attempt, clock_ns());
 }
 
 fn respond(

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
-use super::raw;
+use super::{Price, raw};
 use crate::balance::StrategyKind;
 
 /// Everything changed at runtime.
@@ -37,16 +37,9 @@ pub struct NewInstance {
     pub weight: Option<u32>,
     /// Seconds.
     pub timeout: Option<f64>,
-    pub price: Option<PriceInput>,
+    pub price: Option<Price>,
     /// Mock behaviour, for `type = "mock"` providers.
     pub mock: Option<toml::Value>,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PriceInput {
-    pub input_per_1k: f64,
-    pub output_per_1k: f64,
 }
 
 impl NewInstance {

@@ -23,7 +23,7 @@ use super::{Trace, add_trace_headers, log_done};
 use crate::error::Error;
 use crate::provider::ErrorClass;
 use crate::snapshot::Snapshot;
-use crate::stats::{Attempt, Outcome, Recorder, clock_ns};
+use crate::stats::{Outcome, Recorder};
 use crate::upstream::{AttemptError, InFlight, transport_error};
 
 /// Longest partial SSE line kept between chunks (1 MiB); longer lines are not scanned.
@@ -184,13 +184,14 @@ impl Live {
                 (Outcome::Failure(e.class), "stream_failed")
             }
         };
-        let attempt = Attempt {
+        let started = self.guard.since();
+        super::record(
+            &*self.recorder,
+            instance,
             outcome,
-            latency: self.guard.since().elapsed(),
-            ttft: Some(self.attempt_ttft),
-        };
-        self.recorder
-            .record(&instance.live, instance.spec.price, &attempt, clock_ns());
+            started,
+            Some(self.attempt_ttft),
+        );
         let usage = Some(self.scan.usage);
         log_done(
             &self.trace,
