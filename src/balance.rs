@@ -119,28 +119,117 @@ fn turn(counter: &AtomicUsize, retry: bool) -> usize {
 /// Tie-breaking turns, one counter per thread slot (each on its own cache line). Strategies
 /// that only rotate among equals (least connections, score, cost) take turns here, so two
 /// worker threads picking at once never write the same line: ties rotate exactly per thread.
-/// `round_robin` and `weighted` keep one shared counter instead, because their exactness is
-/// across the whole gateway (N×k requests on any mix of connections and workers give k each);
-/// that counter is the only shared write on their pick.
 #[derive(Debug, Default)]
-struct TieTurns([PaddedCounter; TIE_SLOTS]);
+struct TieTurns([PaddedCounter; SLOTS]);
 
 #[derive(Debug, Default)]
 #[repr(align(128))]
 struct PaddedCounter(AtomicUsize);
 
 /// More slots than worker threads on most machines; threads beyond share slots (still correct).
-const TIE_SLOTS: usize = 16;
+const SLOTS: usize = 16;
+
+/// This thread's slot in [`TieTurns`] and [`Rounds`].
+#[inline]
+fn thread_slot() -> usize {
+    static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: usize = NEXT_SLOT.fetch_add(1, Relaxed) % SLOTS;
+    }
+    SLOT.with(|s| *s)
+}
 
 impl TieTurns {
     #[inline]
     fn turn(&self, retry: bool) -> usize {
-        static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
-        thread_local! {
-            static SLOT: usize = NEXT_SLOT.fetch_add(1, Relaxed) % TIE_SLOTS;
+        turn(&self.0[thread_slot()].0, retry)
+    }
+}
+
+/// Turns of an exact rotation with period `period` (`round_robin`: the member count;
+/// `weighted`: the length of its smooth sequence), without a cache line that two threads
+/// fight over on every pick.
+///
+/// Turns come from one shared counter, taken with a compare-and-swap. While picks do not
+/// collide that is the plain global sequence 0, 1, 2, … whatever thread, connection or worker
+/// a request lands on: N×k picks over N members give exactly k each (a user's nine `curl`s
+/// over three instances see 3/3/3). When a thread's swap fails (another thread took a turn at
+/// the same moment) it claims a *block* of whole periods (at least [`BLOCK`] turns) with one
+/// `fetch_add` and walks it on its own cache line; it keeps claiming blocks for [`HEAT`]
+/// blocks after its last collision before it tries single turns again.
+/// A block of consecutive turns visits every position of the period equally often, so the
+/// counts stay exact but for the blocks threads are part-way through: off by at most one per
+/// member per such thread, never drifting. Two threads picking flat out (`select_contended`
+/// in `benches/select.rs`) then meet on the shared line about once per block, not per pick.
+#[derive(Debug)]
+struct Rounds {
+    period: usize,
+    block: usize,
+    shared: AtomicUsize,
+    slots: [PaddedBlock; SLOTS],
+}
+
+/// One thread slot's block: the next turn and the end of the block.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct PaddedBlock {
+    next: AtomicUsize,
+    end: AtomicUsize,
+    /// Blocks left before this slot tries single turns again.
+    heat: AtomicUsize,
+}
+
+/// Fewest turns a thread slot claims at once after a collision.
+const BLOCK: usize = 64;
+/// Blocks a slot keeps claiming after a collision: single turns right after one would mostly
+/// collide again (the other thread is still there) and pay a cross-core miss each.
+const HEAT: usize = 8;
+
+impl Rounds {
+    fn new(period: usize) -> Self {
+        let period = period.max(1);
+        Self {
+            period,
+            block: period * BLOCK.div_ceil(period),
+            shared: AtomicUsize::new(0),
+            slots: Default::default(),
         }
-        let slot = SLOT.with(|s| *s);
-        turn(&self.0[slot].0, retry)
+    }
+
+    /// The next position in `0..period` (on a retry: where the rotation stands, without
+    /// taking a turn). Relaxed: the counters hand out turns and order no other memory. A
+    /// slot's cells take plain stores: only threads sharing a slot (more than [`SLOTS`]
+    /// picking threads) can race there, and they at worst take the same turn twice.
+    #[inline]
+    fn turn(&self, retry: bool) -> usize {
+        let slot = &self.slots[thread_slot()];
+        let (next, end) = (slot.next.load(Relaxed), slot.end.load(Relaxed));
+        if next < end {
+            if !retry {
+                slot.next.store(next + 1, Relaxed);
+            }
+            return next % self.period;
+        }
+        let at = self.shared.load(Relaxed);
+        if retry {
+            return at % self.period;
+        }
+        let heat = slot.heat.load(Relaxed);
+        if heat > 0 {
+            slot.heat.store(heat - 1, Relaxed);
+        } else if self
+            .shared
+            .compare_exchange(at, at.wrapping_add(1), Relaxed, Relaxed)
+            .is_ok()
+        {
+            return at % self.period;
+        } else {
+            slot.heat.store(HEAT, Relaxed);
+        }
+        let base = self.shared.fetch_add(self.block, Relaxed);
+        slot.end.store(base.wrapping_add(self.block), Relaxed);
+        slot.next.store(base.wrapping_add(1), Relaxed);
+        base % self.period
     }
 }
 
@@ -193,14 +282,14 @@ impl StrategyKind {
     pub fn build(self, members: &[Member], score: ScoreWeights) -> Box<dyn Strategy> {
         let weights: Vec<u32> = members.iter().map(|m| m.weight).collect();
         match self {
-            Self::RoundRobin => Box::new(RoundRobin::default()),
+            Self::RoundRobin => Box::new(RoundRobin::new(members.len())),
             Self::Weighted => Box::new(Weighted::new(&weights)),
             Self::LeastConnections => Box::new(LeastConnections::default()),
             Self::Random => Box::new(Random::new(&weights)),
             Self::P2c => Box::new(P2c),
             Self::Latency => Box::new(Latency),
             Self::Score => Box::new(Score::new(score, members)),
-            Self::Cost => Box::new(Cost::default()),
+            Self::Cost => Box::new(Cost::new(members)),
         }
     }
 }
@@ -252,6 +341,43 @@ pub fn members(weights: &[u32]) -> Vec<Member> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rounds_on_one_thread_are_the_plain_sequence_and_a_retry_takes_no_turn() {
+        let r = Rounds::new(3);
+        let turns: Vec<_> = (0..7).map(|_| r.turn(false)).collect();
+        assert_eq!(turns, [0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(r.turn(true), 1);
+        assert_eq!(r.turn(false), 1);
+    }
+
+    #[test]
+    fn rounds_stay_exact_but_for_part_done_blocks_under_contention() {
+        const THREADS: usize = 4;
+        const PICKS: usize = 20_000;
+        let r = Rounds::new(5);
+        let counts: Vec<[usize; 5]> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut counts = [0; 5];
+                        for _ in 0..PICKS {
+                            counts[r.turn(false)] += 1;
+                        }
+                        counts
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        let total: Vec<usize> = (0..5).map(|k| counts.iter().map(|c| c[k]).sum()).collect();
+        assert_eq!(total.iter().sum::<usize>(), THREADS * PICKS);
+        // Every turn handed out is a consecutive ticket; only the unused tails of at most one
+        // block per thread are missing, and each tail is a run that skips every position about
+        // equally: the spread is bounded by the thread count, whatever the interleaving.
+        let spread = total.iter().max().unwrap() - total.iter().min().unwrap();
+        assert!(spread <= 2 * (THREADS + 1), "{total:?}");
+    }
 
     #[test]
     fn names_round_trip_and_unknown_names_list_the_valid_ones() {

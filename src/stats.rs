@@ -23,12 +23,15 @@ use serde::Serialize;
 
 use crate::config::Price;
 use crate::provider::ErrorClass;
-pub use ewma::{Ewma, PeakEwma};
+pub use ewma::{Decay, Ewma, PeakEwma};
 pub use window::Minute;
 use window::{Sample, Window};
 
 /// Peak-EWMA time constant: ~10 s, as in Finagle and Linkerd.
 pub const LATENCY_TAU: Duration = Duration::from_secs(10);
+const LATENCY_TAU_NS: u64 = LATENCY_TAU.as_nanos() as u64;
+/// One pick's clock for reading many latency estimates ([`Live::latency_relative`]).
+pub type LatencyDecay = Decay<LATENCY_TAU_NS>;
 /// Success EWMA time constant: the one-minute horizon of seed 000.
 pub const SUCCESS_TAU: Duration = Duration::from_secs(60);
 /// Latency assumed before the first sample: a typical time to first token, so a new instance
@@ -98,22 +101,23 @@ fn class_slot(class: ErrorClass) -> usize {
 /// `least_connections`).
 pub const DRAINING: u64 = 1 << 40;
 
-/// Live state of one instance. What strategies read on every pick sits in the first ~80 bytes;
-/// the counters only the admin API reads are behind a pointer, so scanning a tier touches one
-/// or two cache lines per member, not kilobytes.
+/// Live state of one instance. What strategies read on every pick fills exactly one cache line
+/// (aligned to it: a scan touches one line per member, and requests to two instances never
+/// contend on a shared line); the counters only the admin API reads are behind a pointer.
 #[derive(Debug)]
+#[repr(align(64))]
 pub struct Live {
     load: AtomicU64,
     consecutive_failures: AtomicU32,
-    latency: PeakEwma,
-    success: Ewma,
+    latency: PeakEwma<LATENCY_TAU_NS>,
+    success: Ewma<{ SUCCESS_TAU.as_nanos() as u64 }>,
     cold: Box<Cold>,
 }
 
 /// Totals and the minute: written once per attempt, read by the admin API.
 #[derive(Debug)]
 struct Cold {
-    ttft_ms: Ewma,
+    ttft_ms: Ewma<LATENCY_TAU_NS>,
     requests: AtomicU64,
     successes: AtomicU64,
     failures: [AtomicU64; CLASSES.len()],
@@ -135,14 +139,10 @@ impl Live {
         Self {
             load: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
-            latency: PeakEwma::new(
-                LATENCY_TAU.as_nanos() as f64,
-                LATENCY_PRIOR.as_nanos() as f64,
-                now_ns,
-            ),
-            success: Ewma::new(SUCCESS_TAU.as_nanos() as f64, 1.0, now_ns),
+            latency: PeakEwma::new(LATENCY_PRIOR.as_nanos() as f64, now_ns),
+            success: Ewma::new(1.0, now_ns),
             cold: Box::new(Cold {
-                ttft_ms: Ewma::new(LATENCY_TAU.as_nanos() as f64, f64::NAN, now_ns),
+                ttft_ms: Ewma::new(f64::NAN, now_ns),
                 requests: AtomicU64::new(0),
                 successes: AtomicU64::new(0),
                 failures: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -196,6 +196,13 @@ impl Live {
     #[inline]
     pub fn latency_ns(&self, now_ns: u64) -> f64 {
         self.latency.get(now_ns)
+    }
+
+    /// The latency estimate at `d`'s time, divided by `d.factor()`: estimates read with the
+    /// same `d` compare as their nanosecond values do, at one multiply each (no `exp`).
+    #[inline]
+    pub fn latency_relative(&self, d: &LatencyDecay) -> f64 {
+        self.latency.relative(d)
     }
 
     /// Success ratio, exponentially weighted over about a minute (1.0 before any attempt).
@@ -310,6 +317,12 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_hot_part_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Live>(), 64);
+        assert_eq!(std::mem::align_of::<Live>(), 64);
+    }
 
     fn ok(tokens: (u64, u64), latency: Duration) -> Attempt {
         Attempt {

@@ -83,12 +83,19 @@ impl Latency {
     #[inline]
     pub fn load(c: &Candidates<'_>, i: usize) -> f64 {
         let live = &c.members[i].live;
-        let pending = live.in_flight();
-        let cost = live.latency_ns(c.now_ns);
-        if cost < 1.0 && pending > 0 {
-            PENALTY + pending as f64
+        Self::load_of(live.latency_ns(c.now_ns), live.in_flight(), 1.0)
+    }
+
+    /// The load of a member with latency estimate `cost` and `pending` requests in flight,
+    /// where `ns` is one nanosecond in `cost`'s unit (1 for nanoseconds, `1 / d.factor()` for
+    /// [`crate::stats::Live::latency_relative`]); loads compare within one unit.
+    #[inline]
+    pub fn load_of(cost: f64, pending: u64, ns: f64) -> f64 {
+        if cost < ns && pending > 0 {
+            (PENALTY + pending as f64) * ns
         } else {
-            cost * (pending + 1) as f64
+            // Through i64 (one instruction; in-flight counts stay below 2^40).
+            cost * (pending as i64 + 1) as f64
         }
     }
 }

@@ -1,12 +1,20 @@
-//! Exact rotation: one shared counter, so N×k picks over N accepted members give k each.
+//! Exact rotation: N×k picks over N accepted members give k each (across threads, as exact as
+//! [`Rounds`] makes it: off by at most one per thread part-way through its block).
 
-use std::sync::atomic::AtomicUsize;
+use super::{Candidates, Rounds, Strategy, first_accepted};
 
-use super::{Candidates, Strategy, first_accepted, turn};
-
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RoundRobin {
-    next: AtomicUsize,
+    next: Rounds,
+}
+
+impl RoundRobin {
+    /// A rotation over `members` members.
+    pub fn new(members: usize) -> Self {
+        Self {
+            next: Rounds::new(members),
+        }
+    }
 }
 
 impl Strategy for RoundRobin {
@@ -14,7 +22,7 @@ impl Strategy for RoundRobin {
         if c.is_empty() {
             return None;
         }
-        let start = turn(&self.next, c.retry) % c.len();
+        let start = self.next.turn(c.retry) % c.len();
         first_accepted(c, start)
     }
 }
@@ -27,7 +35,7 @@ mod tests {
     #[test]
     fn nine_picks_over_three_give_three_each_in_order() {
         let m = members(&[1, 1, 1]);
-        let rr = RoundRobin::default();
+        let rr = RoundRobin::new(m.len());
         let picks: Vec<_> = (0..9)
             .map(|_| rr.pick(&Candidates::new(&m, 0)).unwrap())
             .collect();
@@ -37,7 +45,7 @@ mod tests {
     #[test]
     fn skips_members_that_are_not_accepted() {
         let m = members(&[1, 1, 1]);
-        let rr = RoundRobin::default();
+        let rr = RoundRobin::new(m.len());
         let tried = [1];
         let not_1 = Candidates {
             tried: &tried,
@@ -51,7 +59,7 @@ mod tests {
     fn a_retry_continues_the_rotation_without_taking_a_turn() {
         // Member 0 always fails: it comes first for every other request, not for every one.
         let m = members(&[1, 1]);
-        let rr = RoundRobin::default();
+        let rr = RoundRobin::new(m.len());
         let mut first_tries = Vec::new();
         for _ in 0..4 {
             let first = rr.pick(&Candidates::new(&m, 0)).unwrap();

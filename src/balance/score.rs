@@ -1,15 +1,20 @@
 //! Seed 001's multi-factor score: each accepted member gets
 //! `Σ weight_k × factor_k / Σ weight_k` and the highest wins.
 //!
-//! Factors, each normalised to 0..1 over the members accepted for this pick:
-//! - `weight` (30 %): the member's weight / the largest weight.
+//! Factors, each normalised to 0..1:
+//! - `weight` (30 %): the member's weight / the largest weight in the tier.
 //! - `health` (25 %): 1 with no recent failure, 0.5 after one or two in a row (degraded),
 //!   0 after three or more (unhealthy; seed 001's three-failure rule).
-//! - `performance` (20 %): lowest load / this load, where load is the peak-EWMA latency ×
+//! - `performance` (20 %): lowest load among the members accepted for this pick / this
+//!   load, where load is the peak-EWMA latency ×
 //!   (in-flight + 1) of the `latency` strategy. In-flight is in it so that the best member does
 //!   not take every request at once: as its queue grows its score drops.
 //! - `reliability` (15 %): success ratio, exponentially weighted over about a minute.
-//! - `cost` (10 %): lowest price / this price (price = 1k input + 1k output tokens; free = 1).
+//! - `cost` (10 %): lowest price in the tier / this price (price = 1k input + 1k output
+//!   tokens; free = 1).
+//!
+//! Weight and cost are fixed for a tier's life and computed when it is built; a pick reads
+//! each member's live state once, then scores in two passes over per-thread scratch columns.
 //!
 //! Ties (scores within 0.01) take turns exactly: the k-th pick among t tied members goes to
 //! tie k mod t, so the result is deterministic for a sequence of picks and equals share.
@@ -17,6 +22,7 @@
 use serde::Deserialize;
 
 use super::{Candidates, Latency, Member, Strategy, TieTurns};
+use crate::stats::{DRAINING, LatencyDecay};
 
 /// Relative weights of the five factors; they need not sum to 1 (they are normalised).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -80,17 +86,32 @@ impl ScoreWeights {
 pub struct Score {
     weights: ScoreWeights,
     next: TieTurns,
-    /// `1 / price` per member (infinity when free): prices are fixed for a tier's life, so
-    /// pass two multiplies instead of dividing.
-    inv_price: Vec<f64>,
+    /// Per member, its weighted `weight` and `cost` factors. Both are normalised over the
+    /// whole tier, not over the members accepted for one pick: they are then fixed for the
+    /// tier's life and computed once here, and a member's score does not jump because the
+    /// heaviest or cheapest member is draining or was tried.
+    fixed: Vec<f64>,
 }
 
 impl Score {
     pub fn new(weights: ScoreWeights, members: &[Member]) -> Self {
+        let w = weights.normalised();
+        let max_weight = members.iter().map(|m| m.weight.max(1)).max().unwrap_or(1);
+        let best_price = members
+            .iter()
+            .map(Member::unit_price)
+            .fold(f64::INFINITY, f64::min);
+        let fixed = members
+            .iter()
+            .map(|m| {
+                w.weight * f64::from(m.weight.max(1)) / f64::from(max_weight)
+                    + w.cost * ratio(best_price, m.unit_price())
+            })
+            .collect();
         Self {
-            weights: weights.normalised(),
+            weights: w,
             next: TieTurns::default(),
-            inv_price: members.iter().map(|m| recip(m.unit_price())).collect(),
+            fixed,
         }
     }
 }
@@ -100,106 +121,106 @@ impl Score {
 /// within 1 % of the best shares again.
 const TIE: f64 = 0.01;
 
-fn health(consecutive_failures: u32) -> f64 {
-    match consecutive_failures {
-        0 => 1.0,
-        1 | 2 => 0.5,
-        _ => 0.0,
-    }
-}
+/// Health factor by consecutive failures: 1 with none, 0.5 after one or two (degraded), 0
+/// after three or more (unhealthy; seed 001's three-failure rule).
+const HEALTH: [f64; 4] = [1.0, 0.5, 0.5, 0.0];
 
 impl Strategy for Score {
     fn pick(&self, c: &Candidates<'_>) -> Option<usize> {
-        let n = c.len();
-        if n == 0 {
+        if c.is_empty() {
             return None;
         }
-        // Pass one: per member, the reciprocals of its load (peak-EWMA latency, an exp) and
-        // price, kept for pass two; the tier's bests. Reciprocals turn pass two's ratios into
-        // multiplications. NaN marks a refused member.
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            scratch.clear();
-            scratch.resize(n, (f64::NAN, 0.0));
-            self.pick_with(c, &mut scratch)
-        })
+        SCRATCH.with(|scratch| self.pick_with(c, &mut scratch.borrow_mut()))
     }
 }
 
+/// A pick's per-member values, in two columns so the arithmetic passes vectorise.
+#[derive(Default)]
+struct Scratch {
+    /// Everything but performance, then the whole score; `-inf` for a refused member.
+    score: Vec<f64>,
+    /// The `latency` strategy's load (lower is better).
+    load: Vec<f64>,
+}
+
 thread_local! {
-    /// Per-thread scratch for a pick's per-member values: no allocation and no 1 KiB stack
-    /// fill per pick (a fixed cost that showed at 3 members).
-    static SCRATCH: std::cell::RefCell<Vec<(f64, f64)>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Per-thread scratch: no allocation and no stack fill per pick.
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
 }
 
 impl Score {
-    fn pick_with(&self, c: &Candidates<'_>, inv: &mut [(f64, f64)]) -> Option<usize> {
-        let (mut max_weight, mut best_load, mut best_price) = (0u32, f64::INFINITY, f64::INFINITY);
-        for (i, slot) in inv.iter_mut().enumerate() {
-            if !c.accepts(i) {
-                continue;
-            }
-            let load = Latency::load(c, i);
-            let m = &c.members[i];
-            let inv_price = self.inv_price.get(i).copied().unwrap_or(f64::INFINITY);
-            *slot = (recip(load), inv_price);
-            let price = m.unit_price();
-            max_weight = max_weight.max(m.weight.max(1));
-            best_load = best_load.min(load);
-            best_price = best_price.min(price);
-        }
-        if max_weight == 0 {
-            return None;
-        }
+    fn pick_with(&self, c: &Candidates<'_>, s: &mut Scratch) -> Option<usize> {
+        let n = c.len();
         let w = &self.weights;
-        let per_weight = w.weight / f64::from(max_weight);
-        // Pass two turns each slot's first half into the member's score, in place.
-        let mut top = f64::NEG_INFINITY;
-        let mut ties = 0;
-        for (i, slot) in inv.iter_mut().enumerate() {
-            let (inv_load, inv_price) = *slot;
-            if inv_load.is_nan() {
-                continue;
-            }
-            let live = &c.members[i].live;
-            let score = per_weight * f64::from(c.members[i].weight.max(1))
-                + w.health * health(live.consecutive_failures())
-                + w.performance * ratio(best_load, inv_load)
-                + w.reliability * live.success_ratio().clamp(0.0, 1.0)
-                + w.cost * ratio(best_price, inv_price);
-            slot.0 = score;
-            if score > top + TIE {
-                (top, ties) = (score, 1);
-            } else if score >= top - TIE {
-                ties += 1;
-            }
+        s.score.clear();
+        s.load.clear();
+        // Pass one reads each member's live state (the only pass that touches members), one
+        // cache line each.
+        let (health_w, reliability_w) = (w.health, w.reliability);
+        let fixed = self.fixed.get(..n)?;
+        // Latency estimates relative to this pick's clock: one exp here, none per member.
+        let decay = LatencyDecay::at(c.now_ns);
+        let ns = 1.0 / decay.factor();
+        let mut best_load = f64::INFINITY;
+        for (m, &fixed) in c.members.iter().zip(fixed) {
+            let live = &*m.live;
+            let word = live.load_word();
+            let (part, load) = if word < DRAINING && !c.tried.contains(&m.instance) {
+                let load = Latency::load_of(live.latency_relative(&decay), word, ns);
+                // `<`, not `f64::min`: no NaN fix-up in the loop-carried chain.
+                best_load = if load < best_load { load } else { best_load };
+                let failures = live.consecutive_failures().min(3) as usize;
+                let part = fixed
+                    + health_w * HEALTH[failures]
+                    + reliability_w * live.success_ratio().clamp(0.0, 1.0);
+                (part, load)
+            } else {
+                (f64::NEG_INFINITY, 1.0)
+            };
+            s.score.push(part);
+            s.load.push(load);
         }
-        if ties == 0 {
+        if best_load == f64::INFINITY {
             return None;
         }
-        let nth = self.next.turn(c.retry) % ties;
-        inv.iter()
+        // Pass two adds performance (best load / this load) and finds the top, four lanes at
+        // a time (independent maxima vectorise; one running max would serialise).
+        let perf = w.performance;
+        let mut tops = [f64::NEG_INFINITY; 4];
+        let mut scores = s.score.chunks_exact_mut(4);
+        let mut loads = s.load.chunks_exact(4);
+        for (score, load) in (&mut scores).zip(&mut loads) {
+            for lane in 0..4 {
+                let x = score[lane] + perf * ratio(best_load, load[lane]);
+                score[lane] = x;
+                tops[lane] = if x > tops[lane] { x } else { tops[lane] };
+            }
+        }
+        for (score, &load) in scores.into_remainder().iter_mut().zip(loads.remainder()) {
+            *score += perf * ratio(best_load, load);
+            tops[0] = if *score > tops[0] { *score } else { tops[0] };
+        }
+        let top = tops.into_iter().fold(f64::NEG_INFINITY, f64::max);
+        // Members within TIE of the top take turns.
+        let floor = top - TIE;
+        let ties = s.score.iter().filter(|&&x| x >= floor).count();
+        let nth = self.next.turn(c.retry) % ties.max(1);
+        s.score
+            .iter()
             .enumerate()
-            .filter(|(_, (s, _))| !s.is_nan() && *s >= top - TIE)
+            .filter(|&(_, &x)| x >= floor)
             .nth(nth)
             .map(|(i, _)| i)
     }
 }
 
-/// `1 / x`, with a free (zero) or unknown value as infinity: it is then the best.
+/// `best / mine` in 0..1 (lower is better for both); `mine` zero (free, or instant) scores 1.
 #[inline]
-fn recip(x: f64) -> f64 {
-    if x > 0.0 { 1.0 / x } else { f64::INFINITY }
-}
-
-/// `best / mine` in 0..1 from `1 / mine`; a member that is itself free or instant scores 1.
-#[inline]
-fn ratio(best: f64, inv_mine: f64) -> f64 {
-    if inv_mine.is_infinite() {
-        1.0
-    } else {
-        (best * inv_mine).clamp(0.0, 1.0)
-    }
+fn ratio(best: f64, mine: f64) -> f64 {
+    // Branch-free (both sides are computed): the scoring pass vectorises. `best ≤ mine`, so
+    // the quotient is at most 1 but for rounding.
+    let q = best / mine;
+    if mine > 0.0 { q.min(1.0) } else { 1.0 }
 }
 
 #[cfg(test)]

@@ -2,13 +2,12 @@
 //!
 //! nginx keeps a mutable `current_weight` per member and walks them under a lock. The sequence
 //! it produces is periodic with period `sum(weights) / gcd`, so we compute one period once and
-//! hand out positions with an atomic counter: the same exact, interleaved order, lock-free.
+//! hand out positions with [`Rounds`]: the same exact, interleaved order, lock-free and without
+//! a shared write per pick.
 //! Periods longer than [`MAX_PERIOD`] are scaled down proportionally (documented approximation:
 //! every member keeps at least one slot, shares stay within 1/65,536 of exact).
 
-use std::sync::atomic::AtomicUsize;
-
-use super::{Candidates, Strategy, first_accepted, turn};
+use super::{Candidates, Rounds, Strategy, first_accepted};
 
 /// Longest precomputed period; 65,536 entries of u32 is 256 KiB per weighted tier.
 pub const MAX_PERIOD: u64 = 1 << 16;
@@ -16,14 +15,15 @@ pub const MAX_PERIOD: u64 = 1 << 16;
 #[derive(Debug)]
 pub struct Weighted {
     sequence: Vec<u32>,
-    next: AtomicUsize,
+    next: Rounds,
 }
 
 impl Weighted {
     pub fn new(weights: &[u32]) -> Self {
+        let sequence = smooth_sequence(&reduce(weights));
         Self {
-            sequence: smooth_sequence(&reduce(weights)),
-            next: AtomicUsize::new(0),
+            next: Rounds::new(sequence.len()),
+            sequence,
         }
     }
 }
@@ -34,7 +34,7 @@ impl Strategy for Weighted {
         if len == 0 || c.is_empty() {
             return None;
         }
-        let start = turn(&self.next, c.retry) % len;
+        let start = self.next.turn(c.retry);
         // Usually the first slot is accepted. When members are refused, walk on, but at most
         // one period: past that a plain scan finds whoever is left.
         for k in 0..len.min(4 * c.len()) {
