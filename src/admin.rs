@@ -10,6 +10,12 @@
 //! - `DELETE /admin/instances/{id}`: deregister; it drains (no new requests, running ones
 //!   finish), and `GET /admin/instances/{id}` shows it draining until it is gone.
 //! - `PUT /admin/instances/{id}/weight` `{"weight": 3}`.
+//! - `GET /admin/health`: every instance's health state, ejection, breaker, probes and error
+//!   window; every task group breaker; the latest events.
+//! - `GET /admin/events?since=SEQ&limit=N`: health state changes, oldest first.
+//! - `POST /admin/instances/{id}/health-check`: probe it now; the verdict applies.
+
+mod health;
 
 use std::sync::Arc;
 
@@ -17,7 +23,7 @@ use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, middleware};
 use http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
@@ -39,6 +45,12 @@ pub fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
         .route("/admin/instances", get(instances).post(register))
         .route("/admin/instances/{id}", get(instance).delete(deregister))
         .route("/admin/instances/{id}/weight", put(set_weight))
+        .route(
+            "/admin/instances/{id}/health-check",
+            post(health::check_now),
+        )
+        .route("/admin/health", get(health::health))
+        .route("/admin/events", get(health::events))
         .route_layer(middleware::from_fn_with_state(gateway, authorize))
 }
 

@@ -24,9 +24,10 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 
 pub use overlay::{ADMIN, NewInstance, Overlay};
-pub use source::{CapturedSource, DEMO, DirSource, EmbeddedSource, Source};
+pub use source::{CapturedSource, DEMO, DirSource, EmbeddedSource, MemorySource, Source};
 
 use crate::balance::{ScoreWeights, StrategyKind};
+use crate::health::{BreakerPolicy, HealthPolicy};
 use crate::mock::Behavior;
 
 /// A validated configuration. Built once per load; never mutated.
@@ -62,6 +63,10 @@ pub struct InstanceSpec {
     pub timeout: Duration,
     pub weight: NonZeroU32,
     pub price: Price,
+    /// From the `[pool.health_check]` of the pools it is in (the strictest), else defaults.
+    pub health: HealthPolicy,
+    /// From the `[task_group.circuit_breaker]` of the groups it is in (the strictest).
+    pub breaker: BreakerPolicy,
 }
 
 /// How an instance is reached.
@@ -146,6 +151,15 @@ pub struct TierSpec {
     pub timeout: Option<Duration>,
     /// Factor weights of the `score` strategy.
     pub score: ScoreWeights,
+    /// The task group an echelon tier belongs to, with its circuit breaker.
+    pub group: Option<GroupSpec>,
+}
+
+/// A task group as its echelon tiers see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupSpec {
+    pub name: String,
+    pub breaker: BreakerPolicy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 
 use crate::balance::StrategyKind;
 use crate::config::{CapturedSource, Config, ConfigError, Endpoint, NewInstance, Overlay};
+use crate::health::checker::{self, HttpProber, Prober};
 use crate::mock::{self, MockHandle};
 use crate::snapshot::Snapshot;
 use crate::upstream::Instance;
@@ -59,9 +60,20 @@ pub enum ChangeError {
 }
 
 impl Gateway {
-    /// Make `config` live, starting the in-process mocks it asks for. `source` is what it was
-    /// loaded from: runtime changes rebuild from its captured files.
+    /// Make `config` live, starting the in-process mocks it asks for and the health checker
+    /// (HTTP probes). `source` is what it was loaded from: runtime changes rebuild from its
+    /// captured files.
     pub async fn start(config: Config, source: CapturedSource) -> Result<Arc<Self>, StartError> {
+        Self::start_with_prober(config, source, Arc::new(HttpProber)).await
+    }
+
+    /// [`Gateway::start`] with the health checker's probes sent by `prober` (tests script
+    /// them). The checker runs on the current tokio runtime until the gateway is dropped.
+    pub async fn start_with_prober(
+        config: Config,
+        source: CapturedSource,
+        prober: Arc<dyn Prober>,
+    ) -> Result<Arc<Self>, StartError> {
         let mut admin = Admin {
             source,
             overlay: Overlay::default(),
@@ -71,10 +83,14 @@ impl Gateway {
         };
         admin.start_mocks(&config)?;
         let snapshot = Snapshot::build(Arc::new(config), &admin.urls(), None);
-        Ok(Arc::new(Self {
+        let gateway = Arc::new(Self {
             snapshot: ArcSwap::from_pointee(snapshot),
             admin: Mutex::new(admin),
-        }))
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(checker::run(Arc::downgrade(&gateway), prober));
+        }
+        Ok(gateway)
     }
 
     /// The current snapshot; hold it for the whole request.
@@ -174,6 +190,8 @@ impl Gateway {
             }
         }
         self.snapshot.store(Arc::clone(&next));
+        // The checker picks up new instances (and forgets removed ones) now.
+        next.health.wake();
         admin.overlay = overlay;
         admin.prune();
         Ok(next)

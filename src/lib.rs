@@ -4,13 +4,14 @@
 //! Request flow: `server` (HTTP edge) → `request` (parse once) → `proxy` (route lookup in the
 //! current `snapshot`, tier by tier, `balance` picks, `provider` builds, `upstream` sends) →
 //! response streamed back. `config` loads the TOML tree; `gateway` keeps the live snapshot;
-//! `stats` counts; `mock` is the built-in upstream used by tests and the demo.
+//! `health` ejects, recovers and breaks circuits; `stats` counts; `mock` is the built-in upstream used by tests and the demo.
 
 pub mod admin;
 pub mod balance;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod health;
 pub mod mock;
 pub mod provider;
 pub mod proxy;

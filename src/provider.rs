@@ -19,6 +19,8 @@ pub enum Operation {
     Chat,
     Completions,
     Embeddings,
+    /// `GET /models`: what health probes ask by default.
+    Models,
 }
 
 impl Operation {
@@ -27,6 +29,7 @@ impl Operation {
             Self::Chat => "chat",
             Self::Completions => "completions",
             Self::Embeddings => "embeddings",
+            Self::Models => "models",
         }
     }
 }
@@ -51,6 +54,12 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Whether a failure of this class says the instance is broken: not a client's own
+    /// mistake, and not a 429 (rate limited means busy, handled by a cool-down).
+    pub fn counts_against_instance(self) -> bool {
+        !matches!(self, Self::Client | Self::RateLimited)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Connect => "connect",

@@ -17,10 +17,12 @@ use http::{HeaderValue, StatusCode, header};
 
 use crate::balance::Candidates;
 use crate::error::Error;
+use crate::health::GroupBreaker;
 use crate::provider::ErrorClass;
 use crate::request::ClientRequest;
+use crate::route::{Route, Tier};
 use crate::snapshot::Snapshot;
-use crate::stats::{Attempt, Outcome, Recorder, clock_ns};
+use crate::stats::{Attempt, Outcome, clock_ns};
 use crate::upstream::{AttemptError, Instance, Upstream};
 
 /// Largest non-streamed upstream reply accepted (64 MiB: far above any chat or embedding reply).
@@ -36,7 +38,16 @@ pub(crate) struct Trace {
     pub route_header: Option<HeaderValue>,
     pub started: Instant,
     pub attempts: u32,
+    /// Instances this request may not pick again: attempted, or turned away by their gate.
     pub tried: Vec<usize>,
+    /// Of `tried`, the ones turned away without an attempt.
+    pub skipped: Vec<usize>,
+}
+
+impl Trace {
+    fn attempted(&self, instance: usize) -> bool {
+        self.tried.contains(&instance) && !self.skipped.contains(&instance)
+    }
 }
 
 pub async fn forward(
@@ -53,15 +64,30 @@ pub async fn forward(
         started: Instant::now(),
         attempts: 0,
         tried: Vec::with_capacity(4),
+        skipped: Vec::new(),
     };
     let mut last: Option<(Arc<Instance>, AttemptError)> = None;
+    // Echelons of one group are adjacent tiers: its breaker admits the request once.
+    let mut admitted: Option<&Arc<GroupBreaker>> = None;
+    let mut refused_groups = false;
     for tier in &route.tiers {
-        for attempt_in_tier in 0..tier.max_attempts {
+        if let Some(group) = &tier.group {
+            if !admitted.is_some_and(|a| Arc::ptr_eq(a, group)) {
+                if !snap.health.group_admit(group, clock_ns()) {
+                    refused_groups = true;
+                    continue;
+                }
+                admitted = Some(group);
+            }
+        }
+        let mut made = 0;
+        while made < tier.max_attempts {
+            let now = clock_ns();
             let pick = tier.strategy.pick(&Candidates {
                 members: &tier.members,
                 tried: &trace.tried,
-                retry: attempt_in_tier > 0,
-                now_ns: clock_ns(),
+                retry: made > 0,
+                now_ns: now,
             });
             let Some(instance) = pick.and_then(|p| snap.instances.get(tier.members[p].instance))
             else {
@@ -69,34 +95,103 @@ pub async fn forward(
             };
             let instance = Arc::clone(instance);
             trace.tried.push(instance.index);
-            trace.attempts += 1;
-            let timeout = tier.timeout.unwrap_or(instance.spec.timeout);
-            let attempt_started = Instant::now();
-            match attempt(upstream, &snap, &req, &instance, timeout, &trace).await {
+            // The gate's last word: a half-open breaker's trial permit, a slow start's ramp.
+            if !snap.health.admit(&instance, now) {
+                trace.skipped.push(instance.index);
+                continue;
+            }
+            made += 1;
+            let tried = try_instance(upstream, &snap, &req, tier, &instance, &mut trace).await;
+            match tried {
                 Ok(response) => return Ok(response),
-                // Client faults come back as responses, so every error here is the instance's.
-                Err(e) => {
-                    record(
-                        &*snap.recorder,
-                        &instance,
-                        Outcome::Failure(e.class),
-                        attempt_started,
-                        None,
-                    );
-                    tracing::warn!(
-                        route = %trace.route,
-                        tier = %tier.label,
-                        instance = %instance.spec.id,
-                        class = e.class.as_str(),
-                        detail = %e.detail,
-                        "attempt failed"
-                    );
-                    last = Some((instance, e));
-                }
+                Err(e) => last = Some((instance, e)),
             }
         }
     }
-    Err(final_error(&snap, &trace, last))
+    if trace.attempts == 0 && !refused_groups {
+        // Nothing admitted anywhere: rather than fail, the least-bad instance (panic mode).
+        if let Some((tier, instance)) = least_bad(&snap, &route, &trace) {
+            if instance.live.is_gated() {
+                snap.health.panic(&route.name, &instance.spec.id);
+            }
+            trace.tried.push(instance.index);
+            let tried = try_instance(upstream, &snap, &req, tier, &instance, &mut trace).await;
+            match tried {
+                Ok(response) => return Ok(response),
+                Err(e) => last = Some((instance, e)),
+            }
+        }
+    }
+    Err(final_error(&snap, &route, &trace, last))
+}
+
+/// One attempt, with everything it teaches: failure recorded (health included), a 429's
+/// cool-down, the task group breaker's verdict.
+async fn try_instance(
+    upstream: &Upstream,
+    snap: &Arc<Snapshot>,
+    req: &ClientRequest,
+    tier: &Tier,
+    instance: &Arc<Instance>,
+    trace: &mut Trace,
+) -> Result<Response, AttemptError> {
+    trace.attempts += 1;
+    let timeout = tier.timeout.unwrap_or(instance.spec.timeout);
+    let attempt_started = Instant::now();
+    match attempt(upstream, snap, req, instance, timeout, trace).await {
+        Ok(response) => {
+            if let Some(group) = &tier.group {
+                snap.health.group_outcome(group, false, clock_ns());
+            }
+            Ok(response)
+        }
+        // Client faults come back as responses, so every error here is the instance's.
+        Err(e) => {
+            record(
+                snap,
+                instance,
+                Outcome::Failure(e.class),
+                attempt_started,
+                None,
+            );
+            let now = clock_ns();
+            if let Some(rest) = e.cooldown {
+                snap.health.cool_down(instance, rest, now);
+            }
+            if let Some(group) = &tier.group {
+                snap.health
+                    .group_outcome(group, e.class.counts_against_instance(), now);
+            }
+            tracing::warn!(
+                route = %trace.route,
+                tier = %tier.label,
+                instance = %instance.spec.id,
+                class = e.class.as_str(),
+                detail = %e.detail,
+                "attempt failed"
+            );
+            Err(e)
+        }
+    }
+}
+
+/// Panic mode's choice: of the route's members not yet tried, not draining and not behind an
+/// open breaker, the one with the fewest consecutive failures (not ejected before ejected).
+fn least_bad<'r>(
+    snap: &Snapshot,
+    route: &'r Route,
+    trace: &Trace,
+) -> Option<(&'r Tier, Arc<Instance>)> {
+    let now = clock_ns();
+    route
+        .tiers
+        .iter()
+        .flat_map(|tier| tier.members.iter().map(move |m| (&**tier, m)))
+        .filter(|(_, m)| !m.live.is_draining() && !trace.attempted(m.instance))
+        .filter_map(|(tier, m)| Some((tier, snap.instances.get(m.instance)?)))
+        .filter(|(_, i)| !i.live.gate().breaker.refuses(&i.spec.breaker, now))
+        .min_by_key(|(_, i)| (i.live.gate().is_ejected(), i.live.consecutive_failures()))
+        .map(|(tier, i)| (tier, Arc::clone(i)))
 }
 
 /// One attempt on one instance: a finished response, or why this instance failed.
@@ -118,18 +213,14 @@ async fn attempt(
     if !status.is_success() {
         let class = instance.adapter.classify(status);
         let retry_after = head.headers.get(header::RETRY_AFTER).cloned();
+        let cooldown = (class == ErrorClass::RateLimited)
+            .then(|| crate::health::cooldown::from_headers(&head.headers));
         let body = reply::read_body(body, MAX_REPLY_BYTES, deadline)
             .await
             .unwrap_or_default();
         if class == ErrorClass::Client {
             // The client's own mistake: hand the provider's answer back unchanged.
-            record(
-                &*snap.recorder,
-                instance,
-                Outcome::Failure(class),
-                started,
-                None,
-            );
+            record(snap, instance, Outcome::Failure(class), started, None);
             log_done(trace, instance, status, false, None, None, "client_error");
             return Ok(respond(status, content_type, body.into(), trace, instance));
         }
@@ -137,6 +228,7 @@ async fn attempt(
             class,
             detail: format!("upstream answered {status}: {}", reply::snippet(&body)),
             retry_after,
+            cooldown,
         });
     }
     if req.stream && reply::is_event_stream(&head.headers) {
@@ -144,15 +236,16 @@ async fn attempt(
     }
     let body = reply::read_body(body, MAX_REPLY_BYTES, deadline).await?;
     let usage = reply::check(&body)?;
-    record(&*snap.recorder, instance, usage.outcome(), started, None);
+    record(snap, instance, usage.outcome(), started, None);
     log_done(trace, instance, status, false, Some(usage), None, "ok");
     drop(guard);
     Ok(respond(status, content_type, body.into(), trace, instance))
 }
 
-/// Report one finished attempt to `recorder` (the snapshot's).
+/// Report one finished attempt to the snapshot's recorder, then to health (which may eject
+/// the instance or move its breaker).
 pub(crate) fn record(
-    recorder: &dyn Recorder,
+    snap: &Snapshot,
     instance: &Instance,
     outcome: Outcome,
     started: Instant,
@@ -163,7 +256,10 @@ pub(crate) fn record(
         latency: started.elapsed(),
         ttft,
     };
-    recorder.record(&instance.live, instance.spec.price, &attempt, clock_ns());
+    let now = clock_ns();
+    snap.recorder
+        .record(&instance.live, instance.spec.price, &attempt, now);
+    snap.health.observe(snap, instance, &outcome, now);
 }
 
 fn respond(
@@ -222,20 +318,41 @@ pub(crate) fn log_done(
 
 fn final_error(
     snap: &Snapshot,
+    route: &Route,
     trace: &Trace,
     last: Option<(Arc<Instance>, AttemptError)>,
 ) -> Error {
     let Some((instance, e)) = last else {
+        // Nothing was attempted: every breaker on the way is open. Say when to come back.
+        let now = clock_ns();
+        let groups = route.tiers.iter().filter_map(|t| t.group.as_ref());
+        let reopen = (groups.map(|g| match g.state() {
+            crate::health::BreakerState::Open { until_ns } => until_ns,
+            _ => now,
+        }))
+        .chain(
+            route
+                .tiers
+                .iter()
+                .flat_map(|t| &t.members)
+                .filter_map(|m| m.live.gate().next_change()),
+        )
+        .filter(|&t| t > now)
+        .min();
+        let retry_after = reopen
+            .map(|t| (t - now).div_ceil(1_000_000_000))
+            .map(HeaderValue::from);
         return Error::Upstream {
             route: trace.route.to_string(),
             class: ErrorClass::Connect,
-            detail: "no instance is available".to_owned(),
-            retry_after: None,
+            detail: "no instance is available: every instance is ejected or behind an open circuit breaker".to_owned(),
+            retry_after,
         };
     };
     let tried: Vec<&str> = trace
         .tried
         .iter()
+        .filter(|&&i| trace.attempted(i))
         .filter_map(|&i| snap.instances.get(i))
         .map(|i| i.spec.id.as_str())
         .collect();

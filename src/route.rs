@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::balance::{Member, ScoreWeights, Strategy, StrategyKind};
 use crate::config::{RouteKind, RouteSpec, TierSpec};
+use crate::health::{GroupBreaker, Health};
 use crate::upstream::Instance;
 
 #[derive(Debug)]
@@ -33,10 +34,12 @@ pub struct Tier {
     pub strategy: Box<dyn Strategy>,
     pub max_attempts: u32,
     pub timeout: Option<Duration>,
+    /// The task group breaker of an echelon tier.
+    pub group: Option<Arc<GroupBreaker>>,
 }
 
 impl Tier {
-    fn build(spec: &TierSpec, instances: &[Arc<Instance>]) -> Self {
+    fn build(spec: &TierSpec, instances: &[Arc<Instance>], health: &Health) -> Self {
         let members: Vec<Member> = spec
             .members
             .iter()
@@ -58,6 +61,7 @@ impl Tier {
             members,
             max_attempts: spec.max_attempts.max(1),
             timeout: spec.timeout,
+            group: (spec.group.as_ref()).map(|g| health.group(&g.name, g.breaker)),
         }
     }
 }
@@ -71,7 +75,7 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    pub fn build(specs: &[RouteSpec], instances: &[Arc<Instance>]) -> Self {
+    pub fn build(specs: &[RouteSpec], instances: &[Arc<Instance>], health: &Health) -> Self {
         let mut table = Self::default();
         for spec in specs {
             let tiers = spec
@@ -82,7 +86,7 @@ impl RouteTable {
                     let tier = table
                         .tiers
                         .entry(t.label.clone())
-                        .or_insert_with(|| Arc::new(Tier::build(t, instances)));
+                        .or_insert_with(|| Arc::new(Tier::build(t, instances, health)));
                     Arc::clone(tier)
                 })
                 .collect();

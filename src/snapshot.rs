@@ -10,8 +10,9 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::config::{Config, Endpoint};
+use crate::health::Health;
 use crate::provider::OpenAi;
-use crate::route::{Route, RouteTable};
+use crate::route::{Route, RouteTable, Tier};
 use crate::stats::{Live, MemoryRecorder, Recorder, clock_ns};
 use crate::upstream::Instance;
 
@@ -20,13 +21,18 @@ pub struct Snapshot {
     pub instances: Vec<Arc<Instance>>,
     pub routes: RouteTable,
     pub recorder: Arc<dyn Recorder>,
+    /// Events, group breakers, the checker's wake-up: carried from snapshot to snapshot.
+    pub health: Arc<Health>,
+    /// For each instance (by index), the tiers it is a member of.
+    tiers_of: Vec<Vec<Arc<Tier>>>,
     /// `GET /v1/models`, rendered once.
     pub models_json: Bytes,
 }
 
 impl Snapshot {
     /// `mock_urls` maps the id of each `type = "mock"` instance to its running mock's base URL;
-    /// instances of `previous` keep their live state.
+    /// instances of `previous` keep their live state. An instance new since `previous` (one
+    /// registered at runtime or added by a reload) slow-starts.
     pub fn build(
         config: Arc<Config>,
         mock_urls: &HashMap<String, String>,
@@ -51,9 +57,16 @@ impl Snapshot {
                     Endpoint::OpenAi { base_url } => base_url.clone(),
                     Endpoint::Mock(_) => mock_urls.get(&spec.id).cloned().unwrap_or_default(),
                 };
-                let live = carried
-                    .get(spec.id.as_str())
-                    .map_or_else(|| Arc::new(Live::new(now)), |l| Arc::clone(l));
+                let live = carried.get(spec.id.as_str()).map_or_else(
+                    || {
+                        let live = Live::new(now);
+                        if previous.is_some() {
+                            live.gate().slow_start(now, spec.health.slow_start);
+                        }
+                        Arc::new(live)
+                    },
+                    |l| Arc::clone(l),
+                );
                 Arc::new(Instance::new(
                     i,
                     spec.clone(),
@@ -63,15 +76,31 @@ impl Snapshot {
                 ))
             })
             .collect::<Vec<_>>();
-        let routes = RouteTable::build(&config.routes, &instances);
+        let health = previous.map_or_else(Arc::default, |p| Arc::clone(&p.health));
+        let routes = RouteTable::build(&config.routes, &instances, &health);
+        let mut tiers_of = vec![Vec::new(); instances.len()];
+        for tier in routes.tiers() {
+            for m in &tier.members {
+                if let Some(list) = tiers_of.get_mut(m.instance) {
+                    list.push(Arc::clone(tier));
+                }
+            }
+        }
         let models_json = render_models(&routes);
         Self {
+            health,
+            tiers_of,
             recorder: Arc::new(MemoryRecorder),
             config,
             instances,
             routes,
             models_json,
         }
+    }
+
+    /// The tiers instance `index` is a member of.
+    pub fn tiers_of(&self, index: usize) -> &[Arc<Tier>] {
+        self.tiers_of.get(index).map_or(&[], Vec::as_slice)
     }
 
     pub fn route(&self, name: &str) -> Option<&Arc<Route>> {

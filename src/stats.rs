@@ -17,11 +17,14 @@ mod window;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde::Serialize;
 
 use crate::config::Price;
+use crate::health::{Gate, Track};
 use crate::provider::ErrorClass;
 pub use ewma::{Decay, Ewma, PeakEwma};
 pub use window::Minute;
@@ -40,10 +43,18 @@ pub const LATENCY_PRIOR: Duration = Duration::from_millis(500);
 
 /// Nanoseconds on the process's monotonic clock. Everything here takes `now` as an argument
 /// (tests drive time by hand); the request path passes this.
+///
+/// It is tokio's clock (the system's monotonic clock in a release build), so tests on a
+/// paused runtime move it with `tokio::time::advance`.
 pub fn clock_ns() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    // The real time, an hour back: a paused test clock (which starts at the real time its
+    // runtime started) is then never before it.
+    let epoch = *EPOCH.get_or_init(|| {
+        let real = std::time::Instant::now();
+        Instant::from_std(real.checked_sub(Duration::from_secs(3600)).unwrap_or(real))
+    });
+    u64::try_from(Instant::now().saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// How one attempt against one instance ended.
@@ -96,10 +107,13 @@ fn class_slot(class: ErrorClass) -> usize {
 }
 
 /// Bit of [`Live`]'s load word that marks the instance draining; the bits below count
-/// requests in flight. One word, so a pick reads eligibility and load with one load; bit 40
-/// (not 63) so a draining word still shifts left by 23 without overflowing (see
-/// `least_connections`).
-pub const DRAINING: u64 = 1 << 40;
+/// requests in flight. One word, so a pick reads eligibility and load with one load. Any word
+/// at or above it is refused (draining or [`GATED`]); bits 39 and 40 (not 63) so a refused
+/// word still shifts left by 23 without overflowing (see `least_connections`).
+pub const DRAINING: u64 = 1 << 39;
+/// Bit of the load word set while the health gate refuses the instance (ejected, cooling down,
+/// breaker open): every strategy skips it as it skips a draining one.
+pub const GATED: u64 = 1 << 40;
 
 /// Live state of one instance. What strategies read on every pick fills exactly one cache line
 /// (aligned to it: a scan touches one line per member, and requests to two instances never
@@ -126,6 +140,10 @@ struct Cold {
     /// Spend in millionths of the price unit.
     cost_micros: AtomicU64,
     window: Window,
+    /// Ejection and circuit breaker: the truth behind [`GATED`]. Read after a pick, not
+    /// during the scan, so it stays off the hot line.
+    gate: Gate,
+    health: Track,
 }
 
 impl Default for Live {
@@ -150,6 +168,8 @@ impl Live {
                 completion_tokens: AtomicU64::new(0),
                 cost_micros: AtomicU64::new(0),
                 window: Window::default(),
+                gate: Gate::default(),
+                health: Track::default(),
             }),
         }
     }
@@ -158,6 +178,49 @@ impl Live {
     #[inline]
     pub fn in_flight(&self) -> u64 {
         self.load.load(Relaxed) & (DRAINING - 1)
+    }
+
+    /// Whether the health gate refuses it now (see [`GATED`]).
+    pub fn is_gated(&self) -> bool {
+        self.load.load(Relaxed) & GATED != 0
+    }
+
+    /// Make the gated bit say `refused()`; checked again after the write, so of two threads
+    /// racing with different views the last one leaves the bit right.
+    pub fn set_gated(&self, refused: impl Fn() -> bool) {
+        for _ in 0..4 {
+            let want = refused();
+            if want {
+                self.load.fetch_or(GATED, Relaxed);
+            } else {
+                self.load.fetch_and(!GATED, Relaxed);
+            }
+            if refused() == want {
+                return;
+            }
+        }
+    }
+
+    /// Ejection and circuit breaker state.
+    #[inline]
+    pub fn gate(&self) -> &Gate {
+        &self.cold.gate
+    }
+
+    /// Health bookkeeping (ejections, probes, last reported state).
+    pub fn track(&self) -> &Track {
+        &self.cold.health
+    }
+
+    /// Forget the failure streak (an ejected instance came back).
+    pub fn reset_failures(&self) {
+        self.consecutive_failures.store(0, Relaxed);
+    }
+
+    /// Attempts and failures that count against the instance over the last `window`
+    /// (at most 60 s), from `since_ns` on.
+    pub fn health_window(&self, now_ns: u64, window: Duration, since_ns: u64) -> (u64, u64) {
+        self.cold.window.health(now_ns, window, since_ns)
     }
 
     /// The raw load word: requests in flight, plus [`DRAINING`] when draining (so a draining
@@ -177,7 +240,7 @@ impl Live {
         self.load.fetch_sub(1, Relaxed);
     }
 
-    /// Whether new requests may be sent here (not draining).
+    /// Whether new requests may be sent here (not draining, not gated).
     #[inline]
     pub fn admits(&self) -> bool {
         self.load.load(Relaxed) < DRAINING
@@ -189,7 +252,7 @@ impl Live {
     }
 
     pub fn is_draining(&self) -> bool {
-        !self.admits()
+        self.load.load(Relaxed) & DRAINING != 0
     }
 
     /// Peak-EWMA latency estimate as of `now_ns`, nanoseconds.
@@ -244,7 +307,7 @@ impl Live {
             }
             Outcome::Failure(class) => {
                 cold.failures[class_slot(class)].fetch_add(1, Relaxed);
-                if class != ErrorClass::Client {
+                if class.counts_against_instance() {
                     self.consecutive_failures.fetch_add(1, Relaxed);
                     self.success.observe(0.0, now_ns);
                     // A fast failure must not look like a fast instance: count it as at least
@@ -257,6 +320,7 @@ impl Live {
         cold.window.add(
             Sample {
                 failed: matches!(a.outcome, Outcome::Failure(_)),
+                counted: matches!(a.outcome, Outcome::Failure(c) if c.counts_against_instance()),
                 tokens,
                 latency_ms: a.latency.as_millis() as u64,
             },

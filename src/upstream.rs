@@ -30,8 +30,8 @@ pub struct Instance {
     pub adapter: Arc<dyn Adapter>,
     /// The id as the `x-switchyard-instance` response header, built once.
     pub id_header: Option<HeaderValue>,
-    /// Per operation (chat, completions, embeddings): the upstream URL, parsed once.
-    uris: [Option<Uri>; 3],
+    /// Per operation (chat, completions, embeddings, models): the upstream URL, parsed once.
+    uris: [Option<Uri>; 4],
     /// Sent with every request: auth, content type, configured extras.
     headers: HeaderMap,
     /// Load and statistics; shared with the instance of the same id in later snapshots.
@@ -51,6 +51,7 @@ impl Instance {
             uri(Operation::Chat),
             uri(Operation::Completions),
             uri(Operation::Embeddings),
+            uri(Operation::Models),
         ];
         let headers = adapter.headers(&spec);
         Self {
@@ -87,6 +88,7 @@ impl Instance {
             Operation::Chat => 0,
             Operation::Completions => 1,
             Operation::Embeddings => 2,
+            Operation::Models => 3,
         };
         let Some(uri) = self.uris[slot].clone() else {
             return Err(AttemptError::new(
@@ -99,7 +101,9 @@ impl Instance {
             ));
         };
         let mut request = http::Request::new(Full::new(body));
-        *request.method_mut() = Method::POST;
+        if op != Operation::Models {
+            *request.method_mut() = Method::POST;
+        }
         *request.uri_mut() = uri;
         *request.headers_mut() = self.headers.clone();
         Ok(request)
@@ -132,6 +136,8 @@ pub struct AttemptError {
     pub class: ErrorClass,
     pub detail: String,
     pub retry_after: Option<HeaderValue>,
+    /// A 429: how long the instance asked to be left alone.
+    pub cooldown: Option<Duration>,
 }
 
 impl AttemptError {
@@ -140,6 +146,7 @@ impl AttemptError {
             class,
             detail: detail.into(),
             retry_after: None,
+            cooldown: None,
         }
     }
 }

@@ -128,7 +128,7 @@ pub struct Pool {
     #[serde(default)]
     pub rotation_strategy: RotationStrategy,
     #[serde(default)]
-    pub health_check: toml::Table,
+    pub health_check: HealthCheck,
     #[serde(default)]
     pub fallback: PoolFallback,
     #[serde(default)]
@@ -156,6 +156,38 @@ pub struct StrategyOptions {
     pub score_weights: Option<crate::balance::ScoreWeights>,
 }
 
+/// `[pool.health_check]` (seed 004: `interval`, `failure_threshold`, `recovery_time`; the
+/// rest are switchyard's, documented in `docs/health.md`). Times in seconds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct HealthCheck {
+    /// Active probes on or off; passive checks always run.
+    pub enabled: Option<bool>,
+    pub interval: Option<f64>,
+    pub timeout: Option<f64>,
+    pub jitter: Option<f64>,
+    /// `"models"` or `"chat"`.
+    pub probe: Option<String>,
+    pub failure_threshold: Option<u32>,
+    pub error_rate_threshold: Option<f64>,
+    pub error_rate_window: Option<f64>,
+    pub min_requests: Option<u64>,
+    pub recovery_time: Option<f64>,
+    pub max_ejection_time: Option<f64>,
+    pub max_ejection_percent: Option<u32>,
+    pub slow_start: Option<f64>,
+}
+
+/// `[task_group.circuit_breaker]`. Times in seconds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CircuitBreaker {
+    pub enabled: Option<bool>,
+    pub failure_threshold: Option<u32>,
+    pub recovery_time: Option<f64>,
+    pub half_open_requests: Option<u32>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct PoolFallback {
@@ -176,7 +208,7 @@ pub struct TaskGroup {
     pub description: Option<String>,
     pub fallback_strategy: Option<String>,
     #[serde(default)]
-    pub circuit_breaker: toml::Table,
+    pub circuit_breaker: CircuitBreaker,
     #[serde(default)]
     pub fallback: GroupFallback,
     pub echelons: BTreeMap<String, Echelon>,

@@ -7,6 +7,7 @@
 //! - `routes`: every routing name in one list, clashes refused.
 
 mod groups;
+mod health;
 mod provider;
 mod routes;
 
@@ -20,6 +21,7 @@ use super::{
     ADMIN, Config, ConfigError, InstanceSpec, Issue, Overlay, RouteSpec, Source, TierSpec,
 };
 use crate::balance::{ScoreWeights, StrategyKind};
+use crate::health::{BreakerPolicy, HealthPolicy};
 use groups::Lookup;
 
 const REGISTRY: &str = "_registry.toml";
@@ -290,11 +292,31 @@ impl Loader<'_> {
 
         let mut deferred_pools = Vec::new();
         let mut pools: BTreeMap<String, TierSpec> = BTreeMap::new();
+        let mut health = vec![None; instances.len()];
         for (name, file) in registry.pools.iter().filter(|(_, f)| f.enabled) {
-            if let Some(tier) = self.pool(name, &file.file, &groups, &disabled, &mut deferred_pools)
+            if let Some((tier, policy)) =
+                self.pool(name, &file.file, &groups, &disabled, &mut deferred_pools)
             {
+                let members = tier.members.iter().map(|m| m.instance);
+                health::merge(&mut health, members, policy, HealthPolicy::strictest);
                 pools.insert(name.clone(), tier);
             }
+        }
+        let mut breakers = vec![None; instances.len()];
+        for tier in groups.values().flatten().map(|e| &e.tier) {
+            if let Some(group) = &tier.group {
+                let members = tier.members.iter().map(|m| m.instance);
+                health::merge(
+                    &mut breakers,
+                    members,
+                    group.breaker,
+                    BreakerPolicy::strictest,
+                );
+            }
+        }
+        for ((inst, h), b) in instances.iter_mut().zip(health).zip(breakers) {
+            inst.health = h.unwrap_or_default();
+            inst.breaker = b.unwrap_or_default();
         }
         for d in deferred_pools {
             if !pools.contains_key(&d.target) {

@@ -86,3 +86,30 @@ impl Source for CapturedSource {
         self.inner.describe()
     }
 }
+
+/// A tree held in memory: path → text (tests, embedding programs).
+#[derive(Debug, Clone, Default)]
+pub struct MemorySource(pub HashMap<String, String>);
+
+impl MemorySource {
+    pub fn new<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self(
+            (files.into_iter())
+                .map(|(p, t)| (p.to_owned(), t.to_owned()))
+                .collect(),
+        )
+    }
+}
+
+impl Source for MemorySource {
+    fn read(&self, path: &str) -> Result<String, String> {
+        self.0
+            .get(path)
+            .cloned()
+            .ok_or_else(|| "No such file or directory".to_owned())
+    }
+
+    fn describe(&self) -> String {
+        "in-memory tree".to_owned()
+    }
+}

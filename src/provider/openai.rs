@@ -14,6 +14,7 @@ impl Adapter for OpenAi {
             Operation::Chat => "/chat/completions",
             Operation::Completions => "/completions",
             Operation::Embeddings => "/embeddings",
+            Operation::Models => "/models",
         };
         format!("{base_url}{path}")
     }
@@ -65,6 +66,8 @@ mod tests {
             timeout: Duration::from_secs(5),
             weight: NonZeroU32::MIN,
             price: Price::default(),
+            health: Default::default(),
+            breaker: Default::default(),
         }
     }
 

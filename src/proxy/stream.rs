@@ -23,7 +23,7 @@ use super::{Trace, add_trace_headers, log_done};
 use crate::error::Error;
 use crate::provider::ErrorClass;
 use crate::snapshot::Snapshot;
-use crate::stats::{Outcome, Recorder};
+use crate::stats::Outcome;
 use crate::upstream::{AttemptError, InFlight, transport_error};
 
 /// Longest partial SSE line kept between chunks (1 MiB); longer lines are not scanned.
@@ -78,13 +78,14 @@ pub(super) async fn start(
     let live = Live {
         body,
         guard,
-        recorder: Arc::clone(&snap.recorder),
+        snap: Arc::clone(snap),
         trace: Trace {
             route: Arc::clone(&trace.route),
             route_header: None,
             started: trace.started,
             attempts: trace.attempts,
             tried: Vec::new(),
+            skipped: Vec::new(),
         },
         ttft: trace.started.elapsed(),
         attempt_ttft,
@@ -142,7 +143,7 @@ async fn next(state: State) -> Option<(Result<Bytes, Infallible>, State)> {
 struct Live {
     body: Incoming,
     guard: InFlight,
-    recorder: Arc<dyn Recorder>,
+    snap: Arc<Snapshot>,
     trace: Trace,
     /// First event, from the request's start (what the access log reports).
     ttft: Duration,
@@ -186,7 +187,7 @@ impl Live {
         };
         let started = self.guard.since();
         super::record(
-            &*self.recorder,
+            &self.snap,
             instance,
             outcome,
             started,

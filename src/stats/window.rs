@@ -17,6 +17,8 @@ struct Bucket {
     second: AtomicU64,
     requests: AtomicU64,
     failures: AtomicU64,
+    /// Failures that count against the instance (health's error rate).
+    counted: AtomicU64,
     tokens: AtomicU64,
     latency_ms_sum: AtomicU64,
 }
@@ -25,6 +27,8 @@ struct Bucket {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sample {
     pub failed: bool,
+    /// A failure that counts against the instance (`ErrorClass::counts_against_instance`).
+    pub counted: bool,
     pub tokens: u64,
     pub latency_ms: u64,
 }
@@ -64,12 +68,16 @@ impl Window {
         {
             b.requests.store(0, Relaxed);
             b.failures.store(0, Relaxed);
+            b.counted.store(0, Relaxed);
             b.tokens.store(0, Relaxed);
             b.latency_ms_sum.store(0, Relaxed);
         }
         b.requests.fetch_add(1, Relaxed);
         if s.failed {
             b.failures.fetch_add(1, Relaxed);
+        }
+        if s.counted {
+            b.counted.fetch_add(1, Relaxed);
         }
         b.tokens.fetch_add(s.tokens, Relaxed);
         b.latency_ms_sum.fetch_add(s.latency_ms, Relaxed);
@@ -95,6 +103,26 @@ impl Window {
     }
 }
 
+impl Window {
+    /// Requests and counted failures in the last `window` seconds (at most 60, at least 1) up
+    /// to `now_ns`, leaving out seconds before the one `since_ns` is in.
+    pub fn health(&self, now_ns: u64, window: std::time::Duration, since_ns: u64) -> (u64, u64) {
+        let tag = now_ns / 1_000_000_000 + 1;
+        let span = window.as_secs().clamp(1, BUCKETS as u64);
+        let first = (since_ns / 1_000_000_000 + 1).max(tag.saturating_sub(span - 1));
+        let (mut requests, mut failed) = (0, 0);
+        for b in &self.buckets {
+            let second = b.second.load(Relaxed);
+            if second == 0 || second > tag || second < first {
+                continue;
+            }
+            requests += b.requests.load(Relaxed);
+            failed += b.counted.load(Relaxed);
+        }
+        (requests, failed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +132,7 @@ mod tests {
     fn ok(latency_ms: u64) -> Sample {
         Sample {
             failed: false,
+            counted: false,
             tokens: 10,
             latency_ms,
         }
@@ -133,6 +162,30 @@ mod tests {
         // At 60 s the sample from second 0 has left the window.
         assert_eq!(w.minute(60 * S).requests, 2);
         assert_eq!(w.minute(200 * S), Minute::default());
+    }
+
+    #[test]
+    fn the_health_window_counts_counted_failures_over_its_span_since_a_time() {
+        let w = Window::default();
+        let bad = Sample {
+            failed: true,
+            counted: true,
+            ..ok(1)
+        };
+        let client = Sample {
+            failed: true,
+            ..ok(1)
+        };
+        w.add(bad, 0);
+        w.add(client, 10 * S);
+        w.add(bad, 20 * S);
+        w.add(ok(1), 29 * S);
+        let secs = std::time::Duration::from_secs;
+        assert_eq!(w.health(29 * S, secs(60), 0), (4, 2));
+        // A 10 s window sees seconds 20..=29 only.
+        assert_eq!(w.health(29 * S, secs(10), 0), (2, 1));
+        // Since second 15 (a recovery): what came before is forgotten.
+        assert_eq!(w.health(29 * S, secs(60), 15 * S), (2, 1));
     }
 
     #[test]

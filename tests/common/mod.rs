@@ -161,8 +161,10 @@ pub async fn stats(c: &reqwest::Client, mock: &Proc) -> Value {
         .unwrap()
 }
 
+/// API requests a mock served, not counting `GET /v1/models` (the gateway's health probes).
 pub async fn requests_seen(c: &reqwest::Client, mock: &Proc) -> u64 {
-    stats(c, mock).await["requests"].as_u64().unwrap()
+    let s = stats(c, mock).await;
+    s["requests"].as_u64().unwrap() - s["models"].as_u64().unwrap()
 }
 
 /// `GET /v1/models` as `(id, switchyard_kind)` pairs.

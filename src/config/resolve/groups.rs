@@ -8,7 +8,8 @@ use super::{
     DEFAULT_TIER_ATTEMPTS, Deferred, Echelon, GROUP_FALLBACKS, Loader, POOL_FALLBACKS, REGISTRY,
     unknown,
 };
-use crate::config::{InstanceSpec, MemberSpec, RouteKind, RouteSpec, TierSpec, raw};
+use crate::config::{GroupSpec, InstanceSpec, MemberSpec, RouteKind, RouteSpec, TierSpec, raw};
+use crate::health::HealthPolicy;
 
 impl Loader<'_> {
     pub(super) fn task_group(
@@ -48,6 +49,7 @@ impl Loader<'_> {
                 target: target.clone(),
             });
         }
+        let breaker = self.breaker_policy(&tg.circuit_breaker, file);
         if tg.echelons.is_empty() {
             self.issue(
                 file,
@@ -110,6 +112,10 @@ impl Loader<'_> {
                             .map_or(DEFAULT_TIER_ATTEMPTS, |r| r.saturating_add(1)),
                         timeout,
                         score,
+                        group: Some(GroupSpec {
+                            name: name.to_owned(),
+                            breaker,
+                        }),
                     },
                 },
             ));
@@ -125,8 +131,9 @@ impl Loader<'_> {
         groups: &BTreeMap<String, Vec<Echelon>>,
         disabled: &BTreeSet<&str>,
         deferred: &mut Vec<Deferred>,
-    ) -> Option<TierSpec> {
+    ) -> Option<(TierSpec, HealthPolicy)> {
         let pool = self.parse::<raw::PoolFile>(file)?.pool;
+        let health = self.health_policy(&pool.health_check, file);
         self.check_name(file, "pool.name", pool.name.as_deref(), name);
         if pool.task_groups.is_empty() {
             self.issue(
@@ -214,14 +221,16 @@ impl Loader<'_> {
             file,
             "pool.rotation_strategy.options.score_weights",
         );
-        Some(TierSpec {
+        let tier = TierSpec {
             label: name.to_owned(),
             strategy,
             members,
             max_attempts: DEFAULT_TIER_ATTEMPTS,
             timeout: None,
             score,
-        })
+            group: None,
+        };
+        Some((tier, health))
     }
 
     pub(super) fn wrappers(

@@ -243,6 +243,9 @@ impl Loader<'_> {
                     timeout,
                     weight,
                     price,
+                    // Set from the pools and task groups once those are resolved.
+                    health: Default::default(),
+                    breaker: Default::default(),
                 });
             }
         }

@@ -61,6 +61,7 @@ impl Loader<'_> {
                     max_attempts: DEFAULT_TIER_ATTEMPTS,
                     timeout: None,
                     score: ScoreWeights::default(),
+                    group: None,
                 }],
             });
         }
@@ -82,6 +83,7 @@ impl Loader<'_> {
                     max_attempts: 1,
                     timeout: None,
                     score: ScoreWeights::default(),
+                    group: None,
                 }],
             });
         }
