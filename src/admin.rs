@@ -32,6 +32,7 @@ use crate::balance::StrategyKind;
 use crate::config::{NewInstance, Price};
 use crate::error::Error;
 use crate::gateway::{ChangeError, Gateway};
+use crate::health::{Health, InstanceHealth};
 use crate::route::Tier;
 use crate::snapshot::Snapshot;
 use crate::stats::{LiveView, clock_ns};
@@ -189,10 +190,12 @@ struct InstanceView<'a> {
     state: &'static str,
     #[serde(flatten)]
     live: LiveView,
+    health: InstanceHealth,
 }
 
-fn view<'a>(instance: &'a Instance, state: &'static str) -> InstanceView<'a> {
+fn view<'a>(instance: &'a Instance, state: &'static str, health: &Health) -> InstanceView<'a> {
     InstanceView {
+        health: health.view(instance, clock_ns()),
         id: &instance.spec.id,
         model: &instance.spec.model_ref,
         provider: &instance.spec.provider,
@@ -207,8 +210,9 @@ fn view<'a>(instance: &'a Instance, state: &'static str) -> InstanceView<'a> {
 async fn instances(State(gw): State<Arc<Gateway>>) -> Response {
     let snap = gw.snapshot();
     let draining = gw.draining();
-    let list: Vec<InstanceView<'_>> = (snap.instances.iter().map(|i| view(i, "active")))
-        .chain(draining.iter().map(|i| view(i, "draining")))
+    let h = &snap.health;
+    let list: Vec<InstanceView<'_>> = (snap.instances.iter().map(|i| view(i, "active", h)))
+        .chain(draining.iter().map(|i| view(i, "draining", h)))
         .collect();
     Json(serde_json::json!({ "object": "list", "data": list })).into_response()
 }
@@ -216,10 +220,10 @@ async fn instances(State(gw): State<Arc<Gateway>>) -> Response {
 async fn instance(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
     let snap = gw.snapshot();
     if let Some(i) = snap.instance(&id) {
-        return Json(view(i, "active")).into_response();
+        return Json(view(i, "active", &snap.health)).into_response();
     }
     match gw.draining().into_iter().find(|i| i.spec.id == id) {
-        Some(i) => Json(view(&i, "draining")).into_response(),
+        Some(i) => Json(view(&i, "draining", &snap.health)).into_response(),
         None => Error::Missing(format!("no instance {id:?}")).into_response(),
     }
 }
@@ -235,7 +239,8 @@ async fn register(
         }
         let instance = gw.register_instance(new).map_err(change_error)?;
         tracing::info!(instance = %instance.spec.id, model = %instance.spec.model_ref, "instance registered");
-        Ok((StatusCode::CREATED, Json(view(&instance, "active"))).into_response())
+        let health = &gw.snapshot().health;
+        Ok((StatusCode::CREATED, Json(view(&instance, "active", health))).into_response())
     })();
     result.unwrap_or_else(IntoResponse::into_response)
 }
@@ -248,7 +253,7 @@ async fn deregister(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> R
         } else {
             "drained"
         };
-        Json(view(&instance, state)).into_response()
+        Json(view(&instance, state, &gw.snapshot().health)).into_response()
     })
 }
 

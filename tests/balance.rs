@@ -4,13 +4,8 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-use common::{Proc, Tree, chat_body, client, gateway, mock, requests_seen};
+use common::{Load, Proc, TOKEN, Tree, admin, chat_body, client, gateway, mock, requests_seen};
 use serde_json::{Value, json};
-
-const TOKEN: &str = "test-admin-token";
 
 /// Provider `up`, model `m` served by `mocks` (ids = mock names), task group `g` (one echelon),
 /// pool `p` over `g` with `strategy`, wrapper `w` → `p`, and an admin token.
@@ -42,23 +37,6 @@ fn tree(mocks: &[(&str, &Proc)], strategy: &str) -> Tree {
             ),
         );
     t
-}
-
-async fn admin(
-    c: &reqwest::Client,
-    gw: &Proc,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let url = format!("{}{path}", gw.url);
-    let mut req = c.request(method.parse().unwrap(), url).bearer_auth(TOKEN);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 /// Switch pool `p` to `strategy` through the admin API.
@@ -226,73 +204,6 @@ async fn bad_admin_changes_are_refused_with_the_reason_and_change_nothing() {
     assert_eq!(pool["strategy"], "round_robin");
     assert_eq!(pool["members"].as_array().unwrap().len(), 1);
     assert_eq!(chat(&c, &gw, "w").await, 200);
-}
-
-/// The load: `clients` tasks sending chat requests to `model` until `stop`; every non-200 is
-/// counted in `failed`, every finished request in `done`.
-struct Load {
-    stop: Arc<AtomicBool>,
-    done: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(gw: &Proc, model: &'static str, clients: usize) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let tasks = (0..clients)
-            .map(|_| {
-                let (stop, done, failed) = (stop.clone(), done.clone(), failed.clone());
-                let url = gw.url.clone();
-                tokio::spawn(async move {
-                    let c = client();
-                    let gw_url = url;
-                    while !stop.load(Ordering::Relaxed) {
-                        let status = c
-                            .post(format!("{gw_url}/v1/chat/completions"))
-                            .json(&chat_body(model))
-                            .send()
-                            .await
-                            .map_or(0, |r| r.status().as_u16());
-                        if status != 200 {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
-            })
-            .collect();
-        Self {
-            stop,
-            done,
-            failed,
-            tasks,
-        }
-    }
-
-    /// Wait until `n` more requests have finished (polling the counter; a stalled load
-    /// fails the test after a minute instead of hanging it).
-    async fn advance(&self, n: u64) {
-        let target = self.done.load(Ordering::Relaxed) + n;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while self.done.load(Ordering::Relaxed) < target {
-            assert!(std::time::Instant::now() < deadline, "the load stalled");
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
-    }
-
-    async fn stop(self) -> (u64, u64) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks {
-            t.await.unwrap();
-        }
-        (
-            self.done.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-        )
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -11,6 +11,9 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
@@ -192,4 +195,92 @@ pub async fn models(c: &reqwest::Client, gw: &Proc) -> Vec<(String, String)> {
 pub fn dead_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
+}
+
+/// The load: `clients` tasks sending chat requests to `model` until `stop`; every non-200 is
+/// counted in `failed`, every finished request in `done`.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    pub done: Arc<AtomicU64>,
+    pub failed: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(gw: &Proc, model: &'static str, clients: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let tasks = (0..clients)
+            .map(|_| {
+                let (stop, done, failed) = (stop.clone(), done.clone(), failed.clone());
+                let url = gw.url.clone();
+                tokio::spawn(async move {
+                    let c = client();
+                    let gw_url = url;
+                    while !stop.load(Ordering::Relaxed) {
+                        let status = c
+                            .post(format!("{gw_url}/v1/chat/completions"))
+                            .json(&chat_body(model))
+                            .send()
+                            .await
+                            .map_or(0, |r| r.status().as_u16());
+                        if status != 200 {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            done,
+            failed,
+            tasks,
+        }
+    }
+
+    /// Wait until `n` more requests have finished (polling the counter; a stalled load
+    /// fails the test after a minute instead of hanging it).
+    pub async fn advance(&self, n: u64) {
+        let target = self.done.load(Ordering::Relaxed) + n;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self.done.load(Ordering::Relaxed) < target {
+            assert!(std::time::Instant::now() < deadline, "the load stalled");
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+
+    pub async fn stop(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        (
+            self.done.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// The admin token the end-to-end trees configure.
+pub const TOKEN: &str = "test-admin-token";
+
+/// One admin API call with [`TOKEN`]: status and JSON body (`null` if none).
+pub async fn admin(
+    c: &reqwest::Client,
+    gw: &Proc,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let url = format!("{}{path}", gw.url);
+    let mut req = c.request(method.parse().unwrap(), url).bearer_auth(TOKEN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
 }
