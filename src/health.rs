@@ -40,6 +40,7 @@ pub use gate::{Ejection, Gate};
 pub use policy::{BreakerPolicy, HealthPolicy, MAX_HALF_OPEN, Probe};
 
 use crate::provider::ErrorClass;
+use crate::shared::{Cell, MemoryStore, Store};
 use crate::snapshot::Snapshot;
 use crate::stats::Outcome;
 use crate::upstream::Instance;
@@ -120,27 +121,24 @@ impl Verdict {
 pub struct GroupBreaker {
     pub name: String,
     pub policy: BreakerPolicy,
-    state: Arc<GroupState>,
-}
-
-#[derive(Debug, Default)]
-struct GroupState {
     cell: BreakerCell,
-    failures: AtomicU32,
+    /// Consecutive failed attempts through the group.
+    failures: Arc<dyn Cell>,
 }
 
 impl GroupBreaker {
     pub fn state(&self) -> BreakerState {
-        self.state.cell.state()
+        self.cell.state()
     }
 }
 
-/// The health hub: events, group breakers, and the checker's wake-up. One per gateway,
-/// carried from snapshot to snapshot.
-#[derive(Debug, Default)]
+/// The health hub: the store the decisions live in, events, and the checker's wake-up. One
+/// per gateway, carried from snapshot to snapshot.
+#[derive(Debug)]
 pub struct Health {
+    /// Where ejection and breaker words live (keyed by instance id and group name).
+    pub store: Arc<dyn Store>,
     pub events: Events,
-    groups: Mutex<HashMap<String, Arc<GroupState>>>,
     /// Routes' last panic event (ms), so a route in panic logs once a second, not per request.
     panics: Mutex<HashMap<Arc<str>, u64>>,
     wake: tokio::sync::Notify,
@@ -156,18 +154,34 @@ fn secs(ns: u64) -> f64 {
     (ns as f64 / 1e9 * 10.0).round() / 10.0
 }
 
+impl Default for Health {
+    fn default() -> Self {
+        Self::new(Arc::new(MemoryStore::default()))
+    }
+}
+
 impl Health {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            events: Events::default(),
+            panics: Mutex::default(),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
     /// The breaker of task group `name` with `policy`, keeping its state if it had one.
     pub fn group(&self, name: &str, policy: BreakerPolicy) -> Arc<GroupBreaker> {
-        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        let state = Arc::clone(groups.entry(name.to_owned()).or_default());
+        let key = |k: &str| format!("health/group/{name}/{k}");
+        let cell = BreakerCell::new(self.store.cell(&key("breaker")));
         if !policy.enabled {
-            state.cell.reset();
+            cell.reset();
         }
         Arc::new(GroupBreaker {
             name: name.to_owned(),
             policy,
-            state,
+            cell,
+            failures: self.store.cell(&key("failures")),
         })
     }
 
@@ -512,7 +526,7 @@ impl Health {
 
     /// May a request use `g`'s echelons? Half-open: takes a trial permit.
     pub fn group_admit(&self, g: &GroupBreaker, now_ns: u64) -> bool {
-        let (admit, change) = g.state.cell.admit(&g.policy, now_ns);
+        let (admit, change) = g.cell.admit(&g.policy, now_ns);
         if change == Some(Change::HalfOpened) {
             self.events.push(
                 "task_group",
@@ -526,10 +540,11 @@ impl Health {
 
     /// An attempt through `g` finished: `failed` when it counts against the group.
     pub fn group_outcome(&self, g: &GroupBreaker, failed: bool, now_ns: u64) {
-        let s = &g.state;
         if !failed {
-            s.failures.store(0, Relaxed);
-            if s.cell.on_success(&g.policy) == Some(Change::Closed) {
+            if g.failures.load() != 0 {
+                g.failures.store(0);
+            }
+            if !g.cell.is_closed() && g.cell.on_success(&g.policy) == Some(Change::Closed) {
                 self.events.push(
                     "task_group",
                     &g.name,
@@ -539,8 +554,8 @@ impl Health {
             }
             return;
         }
-        let n = s.failures.fetch_add(1, Relaxed) + 1;
-        if s.cell.on_failure(&g.policy, n, now_ns) == Some(Change::Opened) {
+        let n = u32::try_from(g.failures.fetch_add(1) + 1).unwrap_or(u32::MAX);
+        if g.cell.on_failure(&g.policy, n, now_ns) == Some(Change::Opened) {
             self.events.push(
                 "task_group",
                 &g.name,

@@ -18,6 +18,7 @@ pub mod proxy;
 pub mod request;
 pub mod route;
 pub mod server;
+pub mod shared;
 pub mod signal;
 pub mod snapshot;
 pub mod stats;

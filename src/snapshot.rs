@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::config::{Config, Endpoint};
-use crate::health::Health;
+use crate::health::{Gate, Health};
 use crate::provider::OpenAi;
 use crate::route::{Route, RouteTable, Tier};
 use crate::stats::{Live, MemoryRecorder, Recorder, clock_ns};
@@ -40,6 +40,7 @@ impl Snapshot {
     ) -> Self {
         let adapter = Arc::new(OpenAi);
         let now = clock_ns();
+        let health = previous.map_or_else(Arc::default, |p| Arc::clone(&p.health));
         let carried: HashMap<&str, &Arc<Live>> = previous
             .map(|p| {
                 p.instances
@@ -59,7 +60,8 @@ impl Snapshot {
                 };
                 let live = carried.get(spec.id.as_str()).map_or_else(
                     || {
-                        let live = Live::new(now);
+                        let gate = Gate::new(&*health.store, &spec.id);
+                        let live = Live::with_gate(now, gate);
                         if previous.is_some() {
                             live.gate().slow_start(now, spec.health.slow_start);
                         }
@@ -76,7 +78,6 @@ impl Snapshot {
                 ))
             })
             .collect::<Vec<_>>();
-        let health = previous.map_or_else(Arc::default, |p| Arc::clone(&p.health));
         let routes = RouteTable::build(&config.routes, &instances, &health);
         let mut tiers_of = vec![Vec::new(); instances.len()];
         for tier in routes.tiers() {

@@ -154,6 +154,11 @@ impl Default for Live {
 
 impl Live {
     pub fn new(now_ns: u64) -> Self {
+        Self::with_gate(now_ns, Gate::default())
+    }
+
+    /// A new instance's state whose health words are `gate` (from the shared store).
+    pub fn with_gate(now_ns: u64, gate: Gate) -> Self {
         Self {
             load: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
@@ -168,7 +173,7 @@ impl Live {
                 completion_tokens: AtomicU64::new(0),
                 cost_micros: AtomicU64::new(0),
                 window: Window::default(),
-                gate: Gate::default(),
+                gate,
                 health: Track::default(),
             }),
         }

@@ -10,9 +10,10 @@
 //! but that has heard no verdict for `recovery_time` (its trial requests were cancelled)
 //! starts a new round, so a lost trial can never wedge the breaker.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 use super::policy::BreakerPolicy;
+use crate::shared::{self, Cell};
 
 const MODE: u64 = 3;
 const CLOSED: u64 = 0;
@@ -65,8 +66,15 @@ pub enum Change {
     Closed,
 }
 
-#[derive(Debug, Default)]
-pub struct BreakerCell(AtomicU64);
+/// A breaker's state word, in a shared [`Cell`].
+#[derive(Debug)]
+pub struct BreakerCell(Arc<dyn Cell>);
+
+impl Default for BreakerCell {
+    fn default() -> Self {
+        Self(shared::local())
+    }
+}
 
 fn half(admitted: u64, succeeded: u64, now_ns: u64) -> u64 {
     let since = (now_ns / 1_000_000) & SINCE_MASK;
@@ -97,18 +105,22 @@ fn stale(w: u64, p: &BreakerPolicy, now_ns: u64) -> bool {
 }
 
 impl BreakerCell {
+    pub fn new(cell: Arc<dyn Cell>) -> Self {
+        Self(cell)
+    }
+
     pub fn state(&self) -> BreakerState {
-        decode(self.0.load(Relaxed))
+        decode(self.0.load())
     }
 
     #[inline]
     pub fn is_closed(&self) -> bool {
-        self.0.load(Relaxed) & MODE == CLOSED
+        self.0.load() & MODE == CLOSED
     }
 
     /// Whether a request would be refused now (without taking anything).
     pub fn refuses(&self, p: &BreakerPolicy, now_ns: u64) -> bool {
-        let w = self.0.load(Relaxed);
+        let w = self.0.load();
         match w & MODE {
             OPEN => now_ns < w >> 2,
             HALF => (w >> 2) & COUNT >= trials(p) && !stale(w, p, now_ns),
@@ -119,7 +131,7 @@ impl BreakerCell {
     /// Let one request through or not. Half-open (or open past its time, which half-opens
     /// it): take one of the `half_open_requests` trial permits, if one is left.
     pub fn admit(&self, p: &BreakerPolicy, now_ns: u64) -> (Admit, Option<Change>) {
-        let mut w = self.0.load(Relaxed);
+        let mut w = self.0.load();
         loop {
             let (next, change) = match w & MODE {
                 CLOSED => return (Admit::Free, None),
@@ -136,7 +148,7 @@ impl BreakerCell {
                     }
                 }
             };
-            match self.0.compare_exchange_weak(w, next, Relaxed, Relaxed) {
+            match self.0.compare_exchange(w, next) {
                 Ok(_) => return (Admit::Trial, change),
                 Err(seen) => w = seen,
             }
@@ -146,11 +158,11 @@ impl BreakerCell {
     /// Open→half-open once `recovery_time` is over (the checker calls this on time, so the
     /// event is logged when it happens, not at the next request).
     pub fn half_open_if_due(&self, now_ns: u64) -> Option<Change> {
-        let w = self.0.load(Relaxed);
+        let w = self.0.load();
         (w & MODE == OPEN && now_ns >= w >> 2)
             .then(|| {
                 self.0
-                    .compare_exchange(w, half(0, 0, now_ns), Relaxed, Relaxed)
+                    .compare_exchange(w, half(0, 0, now_ns))
                     .ok()
                     .map(|_| Change::HalfOpened)
             })
@@ -159,7 +171,7 @@ impl BreakerCell {
 
     /// A request through it succeeded. Half-open: one more trial passed; all passed closes it.
     pub fn on_success(&self, p: &BreakerPolicy) -> Option<Change> {
-        let mut w = self.0.load(Relaxed);
+        let mut w = self.0.load();
         loop {
             if w & MODE != HALF {
                 return None;
@@ -170,7 +182,7 @@ impl BreakerCell {
             } else {
                 (w + (1 << 18), None)
             };
-            match self.0.compare_exchange_weak(w, next, Relaxed, Relaxed) {
+            match self.0.compare_exchange(w, next) {
                 Ok(_) => return change,
                 Err(seen) => w = seen,
             }
@@ -185,14 +197,14 @@ impl BreakerCell {
         }
         let until = now_ns.saturating_add(p.recovery_time.as_nanos() as u64) & (u64::MAX >> 2);
         let open = OPEN | until << 2;
-        let mut w = self.0.load(Relaxed);
+        let mut w = self.0.load();
         loop {
             match w & MODE {
                 CLOSED if consecutive < p.failure_threshold.max(1) => return None,
                 OPEN => return None,
                 _ => {}
             }
-            match self.0.compare_exchange_weak(w, open, Relaxed, Relaxed) {
+            match self.0.compare_exchange(w, open) {
                 Ok(_) => return Some(Change::Opened),
                 Err(seen) => w = seen,
             }
@@ -201,7 +213,7 @@ impl BreakerCell {
 
     /// Back to closed (an operator's reset, or a config that disables the breaker).
     pub fn reset(&self) -> bool {
-        self.0.swap(CLOSED, Relaxed) != CLOSED
+        self.0.swap(CLOSED) != CLOSED
     }
 }
 

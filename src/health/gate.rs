@@ -12,11 +12,12 @@
 //! and cleared on recovery or, for timed states, by the checker when the time is up. The
 //! words are the truth; `Health::admit` reads them after a pick.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::breaker::BreakerCell;
 use super::policy::BreakerPolicy;
+use crate::shared::{self, Cell, Store};
 
 const MODE: u64 = 3;
 const IN: u64 = 0;
@@ -37,10 +38,20 @@ pub enum Ejection {
     SlowStart { since_ns: u64, ramp: Duration },
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Gate {
-    eject: AtomicU64,
+    eject: Arc<dyn Cell>,
     pub breaker: BreakerCell,
+}
+
+impl Default for Gate {
+    /// A gate of its own, in no store.
+    fn default() -> Self {
+        Self {
+            eject: shared::local(),
+            breaker: BreakerCell::default(),
+        }
+    }
 }
 
 fn timed(mode: u64, t_ns: u64) -> u64 {
@@ -60,18 +71,26 @@ fn decode(w: u64) -> Ejection {
 }
 
 impl Gate {
+    /// Instance `id`'s gate, its words in `store` (shared by every gate of that id).
+    pub fn new(store: &dyn Store, id: &str) -> Self {
+        Self {
+            eject: store.cell(&format!("health/instance/{id}/ejection")),
+            breaker: BreakerCell::new(store.cell(&format!("health/instance/{id}/breaker"))),
+        }
+    }
+
     /// Both words clear: the common case, two loads.
     #[inline]
     pub fn is_open(&self) -> bool {
-        self.eject.load(Relaxed) == IN && self.breaker.is_closed()
+        self.eject.load() == IN && self.breaker.is_closed()
     }
 
     pub fn ejection(&self) -> Ejection {
-        decode(self.eject.load(Relaxed))
+        decode(self.eject.load())
     }
 
     pub fn is_ejected(&self) -> bool {
-        self.eject.load(Relaxed) & MODE == EJECTED
+        self.eject.load() & MODE == EJECTED
     }
 
     /// Whether the gate refuses traffic now (what the "gated" bit mirrors).
@@ -99,12 +118,12 @@ impl Gate {
     /// Eject until `until_ns`. False if it already was.
     pub fn eject(&self, until_ns: u64) -> bool {
         let next = timed(EJECTED, until_ns);
-        let mut w = self.eject.load(Relaxed);
+        let mut w = self.eject.load();
         loop {
             if w & MODE == EJECTED {
                 return false;
             }
-            match self.eject.compare_exchange_weak(w, next, Relaxed, Relaxed) {
+            match self.eject.compare_exchange(w, next) {
                 Ok(_) => return true,
                 Err(seen) => w = seen,
             }
@@ -115,14 +134,14 @@ impl Gate {
     /// True if it changed.
     pub fn cool_down(&self, until_ns: u64) -> bool {
         let next = timed(COOL, until_ns);
-        let mut w = self.eject.load(Relaxed);
+        let mut w = self.eject.load();
         loop {
             match decode(w) {
                 Ejection::Ejected { .. } => return false,
                 Ejection::CoolingDown { until_ns: t } if t >= until_ns => return false,
                 _ => {}
             }
-            match self.eject.compare_exchange_weak(w, next, Relaxed, Relaxed) {
+            match self.eject.compare_exchange(w, next) {
                 Ok(_) => return true,
                 Err(seen) => w = seen,
             }
@@ -131,22 +150,22 @@ impl Gate {
 
     /// Ejected → back in, ramping over `ramp` (no ramp: at once). False if it was not ejected.
     pub fn recover(&self, now_ns: u64, ramp: Duration) -> bool {
-        let w = self.eject.load(Relaxed);
+        let w = self.eject.load();
         w & MODE == EJECTED
             && self
                 .eject
-                .compare_exchange(w, slow_word(now_ns, ramp), Relaxed, Relaxed)
+                .compare_exchange(w, slow_word(now_ns, ramp))
                 .is_ok()
     }
 
     /// Start a slow start now (a newly registered instance).
     pub fn slow_start(&self, now_ns: u64, ramp: Duration) {
-        self.eject.store(slow_word(now_ns, ramp), Relaxed);
+        self.eject.store(slow_word(now_ns, ramp));
     }
 
     /// End timed states whose time is up (cool-down over, ramp done). True if it changed.
     pub fn expire(&self, now_ns: u64) -> bool {
-        let w = self.eject.load(Relaxed);
+        let w = self.eject.load();
         let over = match decode(w) {
             Ejection::CoolingDown { until_ns } => now_ns >= until_ns,
             Ejection::SlowStart { since_ns, ramp } => {
@@ -154,12 +173,12 @@ impl Gate {
             }
             _ => false,
         };
-        over && self.eject.compare_exchange(w, IN, Relaxed, Relaxed).is_ok()
+        over && self.eject.compare_exchange(w, IN).is_ok()
     }
 
     /// Back in at once, whatever the state (an operator's override, tests).
     pub fn clear(&self) {
-        self.eject.store(IN, Relaxed);
+        self.eject.store(IN);
         self.breaker.reset();
     }
 

@@ -367,6 +367,36 @@ fn instances_new_since_the_last_snapshot_slow_start_and_old_ones_do_not() {
     assert_eq!(inst(&next, "a").live.gate().ejection(), Ejection::In);
 }
 
+#[test]
+fn a_slow_starting_instance_is_admitted_for_its_ramps_share_of_picks() {
+    let s = snapshot(3, 3);
+    let a = inst(&s, "a");
+    a.live.gate().slow_start(T0, Duration::from_secs(10));
+    let share = |now| (0..10_000).filter(|_| s.health.admit(a, now)).count() as f64 / 1e4;
+    // 10 000 draws: six standard deviations are under 0.02.
+    assert!(
+        (share(T0) - gate::SLOW_START_FLOOR).abs() < 0.02,
+        "{}",
+        share(T0)
+    );
+    assert!((share(T0 + 5 * S) - 0.5).abs() < 0.03);
+    assert_eq!(share(T0 + 10 * S), 1.0);
+}
+
+#[test]
+fn gates_of_one_id_share_their_words_through_the_store() {
+    let store = crate::shared::MemoryStore::default();
+    let (one, other) = (Gate::new(&store, "a"), Gate::new(&store, "a"));
+    one.eject(T0);
+    assert!(other.is_ejected());
+    assert!(!Gate::new(&store, "b").is_ejected());
+    // A snapshot rebuilt with the same hub finds a group breaker's state by name.
+    let h = Health::default();
+    let p = BreakerPolicy::default();
+    h.group("g", p).cell.on_failure(&p, 5, T0);
+    assert!(matches!(h.group("g", p).state(), BreakerState::Open { .. }));
+}
+
 /// Probes answered from a script: which instances are up, and how many probes each got.
 #[derive(Default)]
 struct Script {
