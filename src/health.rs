@@ -50,8 +50,8 @@ use crate::upstream::Instance;
 #[serde(rename_all = "snake_case")]
 pub enum State {
     Healthy,
-    /// Failing now and then, cooling down after a 429, or an error rate above half the
-    /// threshold: still in rotation.
+    /// Two failures in a row, a failed probe, cooling down after a 429, or an error rate above
+    /// half the threshold: still in rotation.
     Degraded,
     /// At its failure threshold but not ejected (the tier is at `max_ejection_percent`), or
     /// its breaker is not closed.
@@ -210,16 +210,23 @@ impl Health {
             Ejection::SlowStart { .. } if fastrand::f64() >= gate.share(now_ns) => return false,
             _ => {}
         }
-        let policy = &inst.spec.breaker;
-        let (admit, change) = gate.breaker.admit(policy, now_ns);
+        self.admit_breaker(inst, now_ns)
+    }
+
+    /// The breaker's part of [`Health::admit`] (panic mode skips the rest): a half-open
+    /// breaker's trial permit, or no.
+    pub fn admit_breaker(&self, inst: &Instance, now_ns: u64) -> bool {
+        let gate = inst.live.gate();
+        if gate.breaker.is_closed() {
+            return true;
+        }
+        let (admit, change) = gate.breaker.admit(&inst.spec.breaker, now_ns);
         if change == Some(Change::HalfOpened) {
-            self.breaker_event(
-                inst,
-                BreakerState::HalfOpen {
-                    admitted: 0,
-                    succeeded: 0,
-                },
-            );
+            let half = BreakerState::HalfOpen {
+                admitted: 0,
+                succeeded: 0,
+            };
+            self.breaker_event(inst, half);
         }
         match admit {
             Admit::Refused => self.refuse(inst, now_ns),
@@ -460,7 +467,8 @@ impl Health {
         }
         let cooling =
             matches!(gate.ejection(), Ejection::CoolingDown { until_ns } if now_ns < until_ns);
-        if failures > 0 || probes > 0 || cooling {
+        // One failure in a while is noise, not a state change.
+        if failures >= 2 || probes > 0 || cooling {
             return State::Degraded;
         }
         let since = track.recovered_ns.load(Relaxed);

@@ -110,7 +110,9 @@ pub async fn forward(
     }
     if trace.attempts == 0 && !refused_groups {
         // Nothing admitted anywhere: rather than fail, the least-bad instance (panic mode).
-        if let Some((tier, instance)) = least_bad(&snap, &route, &trace) {
+        let least = least_bad(&snap, &route, &trace);
+        let least = least.filter(|(_, i)| snap.health.admit_breaker(i, clock_ns()));
+        if let Some((tier, instance)) = least {
             if instance.live.is_gated() {
                 snap.health.panic(&route.name, &instance.spec.id);
             }

@@ -104,6 +104,19 @@ fn three_consecutive_failures_eject_and_strategies_skip_the_instance() {
 }
 
 #[test]
+fn an_isolated_failure_now_and_then_is_no_event() {
+    let s = snapshot(3, 3);
+    let mut now = T0;
+    // One failure in fifty: far under the error-rate threshold, never two in a row.
+    for i in 0..500 {
+        hit(&s, "a", if i % 50 == 0 { FAIL } else { OK }, now);
+        now += S / 10;
+    }
+    assert_eq!(s.health.state(inst(&s, "a"), now), State::Healthy);
+    assert!(kinds(&s, "a").is_empty(), "{:?}", kinds(&s, "a"));
+}
+
+#[test]
 fn an_error_rate_over_the_threshold_ejects_without_a_streak() {
     let s = snapshot(3, 100);
     // Alternating: never two failures in a row, but 50 % of 4 requests.
