@@ -14,6 +14,11 @@ use serde_json::{Value, json};
 /// Provider `up`, model `m` served by `mocks`; group `g`; pool `p` (round robin) with
 /// `[pool.health_check]` = `health`.
 fn tree(mocks: &[(&str, &Proc)], health: &str) -> Tree {
+    tree_with_breaker(mocks, health, "")
+}
+
+/// [`tree`] with `[task_group.circuit_breaker]` = `breaker`.
+fn tree_with_breaker(mocks: &[(&str, &Proc)], health: &str, breaker: &str) -> Tree {
     let t = Tree::new();
     let mut provider = String::from(
         "[provider]\ntype = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n[models.m]\n",
@@ -27,7 +32,7 @@ fn tree(mocks: &[(&str, &Proc)], health: &str) -> Tree {
     t.file("providers/up.toml", &provider);
     t.file(
         "task-groups/g.toml",
-        "[task_group]\n[task_group.echelons.e1]\nmodels = [\"up:m\"]\n",
+        &format!("[task_group]\n[task_group.circuit_breaker]\n{breaker}\n[task_group.echelons.e1]\nmodels = [\"up:m\"]\n"),
     );
     t.file(
         "pools/p.toml",
@@ -244,6 +249,40 @@ async fn with_every_instance_ejected_requests_go_to_the_least_bad_one() {
         .map(|e| e["kind"].clone())
         .collect();
     assert_eq!(kinds, [json!("panic")]);
+}
+
+#[tokio::test]
+async fn an_open_breaker_fails_fast_with_retry_after_and_sends_nothing_upstream() {
+    let a = mock("a", &["--status", "500"]);
+    let t = tree_with_breaker(
+        &[("a", &a)],
+        "interval = 60\nfailure_threshold = 50",
+        "failure_threshold = 2\nrecovery_time = 30",
+    );
+    let gw = gateway(t.path());
+    let c = client();
+    let send = || async {
+        c.post(format!("{}/v1/chat/completions", gw.url))
+            .json(&chat_body("p"))
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(send().await.status(), 502);
+    assert_eq!(send().await.status(), 502);
+    assert_eq!(health_of(&c, &gw, "a").await["breaker"]["state"], "open");
+    let r = send().await;
+    assert_eq!(r.status(), 503);
+    let retry_after: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((29..=30).contains(&retry_after), "{retry_after}");
+    let body: Value = r.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("circuit breaker"), "{message}");
+    assert_eq!(requests_seen(&c, &a).await, 2, "nothing sent while open");
 }
 
 /// Seed 000: health checks at least 98 % accurate. An upstream flaps between up states
