@@ -84,6 +84,15 @@ fn unix_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// A chat request to pool `p`.
+async fn chat_p(c: &reqwest::Client, gw: &Proc) -> reqwest::Response {
+    c.post(format!("{}/v1/chat/completions", gw.url))
+        .json(&chat_body("p"))
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn set_behavior(c: &reqwest::Client, m: &Proc, behavior: Value) {
     let r = c
         .put(format!("{}/mock/behavior", m.url))
@@ -171,12 +180,7 @@ async fn a_429_with_retry_after_rests_the_instance_for_that_long_without_marking
     )
     .await;
     let chat = || async {
-        let r = c
-            .post(format!("{}/v1/chat/completions", gw.url))
-            .json(&chat_body("p"))
-            .send()
-            .await
-            .unwrap();
+        let r = chat_p(&c, &gw).await;
         assert_eq!(r.status(), 200, "failover hides the 429 from the client");
     };
     // Round robin: within two requests one lands on b, gets 429, and fails over to a.
@@ -227,24 +231,12 @@ async fn with_every_instance_ejected_requests_go_to_the_least_bad_one() {
     let gw = gateway(t.path());
     let c = client();
     for _ in 0..3 {
-        let r = c
-            .post(format!("{}/v1/chat/completions", gw.url))
-            .json(&chat_body("p"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 502);
+        assert_eq!(chat_p(&c, &gw).await.status(), 502);
     }
     assert_eq!(health_of(&c, &gw, "a").await["state"], "ejected");
     set_behavior(&c, &a, json!({"name": "a"})).await;
     // Ejected for a minute, but it is all the pool has: panic mode sends it the request.
-    let r = c
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .json(&chat_body("p"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(chat_p(&c, &gw).await.status(), 200);
     let kinds: Vec<Value> = (events_of(&c, &gw, "p").await.iter())
         .map(|e| e["kind"].clone())
         .collect();
@@ -261,13 +253,7 @@ async fn an_open_breaker_fails_fast_with_retry_after_and_sends_nothing_upstream(
     );
     let gw = gateway(t.path());
     let c = client();
-    let send = || async {
-        c.post(format!("{}/v1/chat/completions", gw.url))
-            .json(&chat_body("p"))
-            .send()
-            .await
-            .unwrap()
-    };
+    let send = || chat_p(&c, &gw);
     assert_eq!(send().await.status(), 502);
     assert_eq!(send().await.status(), 502);
     assert_eq!(health_of(&c, &gw, "a").await["breaker"]["state"], "open");

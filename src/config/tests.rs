@@ -4,21 +4,6 @@ use std::collections::HashMap;
 
 use super::*;
 
-/// An in-memory tree for tests.
-struct Files(HashMap<&'static str, String>);
-
-impl Source for Files {
-    fn read(&self, path: &str) -> Result<String, String> {
-        self.0
-            .get(path)
-            .cloned()
-            .ok_or_else(|| "No such file or directory".to_owned())
-    }
-    fn describe(&self) -> String {
-        "test tree".to_owned()
-    }
-}
-
 fn no_env(_: &str) -> Option<String> {
     None
 }
@@ -99,7 +84,10 @@ fn tree() -> HashMap<&'static str, String> {
 }
 
 fn load(files: HashMap<&'static str, String>) -> Result<Config, ConfigError> {
-    Config::load_with_env(&Files(files), &no_env)
+    Config::load_with_env(
+        &MemorySource(files.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()),
+        &no_env,
+    )
 }
 
 fn issues(files: HashMap<&'static str, String>) -> Vec<String> {
