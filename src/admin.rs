@@ -14,6 +14,8 @@
 //!   window; every task group breaker; the latest events.
 //! - `GET /admin/events?since=SEQ&limit=N`: health state changes, oldest first.
 //! - `POST /admin/instances/{id}/health-check`: probe it now; the verdict applies.
+//! - `GET /admin/fallbacks`: every route's plan (its steps and why), how often each kind of
+//!   step served it, and the latest requests that fell back or failed.
 
 mod health;
 
@@ -52,6 +54,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
         )
         .route("/admin/health", get(health::health))
         .route("/admin/events", get(health::events))
+        .route("/admin/fallbacks", get(fallbacks))
         .route_layer(middleware::from_fn_with_state(gateway, authorize))
 }
 
@@ -275,6 +278,31 @@ async fn set_weight(
         Ok::<_, Error>(Json(serde_json::json!({ "id": id, "weight": body.weight })))
     })();
     respond(result)
+}
+
+async fn fallbacks(State(gw): State<Arc<Gateway>>) -> Response {
+    let snap = gw.snapshot();
+    let routes: Vec<serde_json::Value> = (snap.routes.iter())
+        .map(|r| {
+            let (served, failed) = r.stats.read();
+            let plan: Vec<serde_json::Value> = (r.steps.iter())
+                .map(|s| serde_json::json!({ "tier": s.tier.label, "step": s.why }))
+                .collect();
+            serde_json::json!({
+                "route": &*r.name,
+                "kind": r.kind.as_str(),
+                "max_attempts": r.max_attempts,
+                "plan": plan,
+                "served_by": served.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+                "failed": failed,
+            })
+        })
+        .collect();
+    Json(serde_json::json!({
+        "routes": routes,
+        "recent": snap.fallbacks.recent(100),
+    }))
+    .into_response()
 }
 
 fn respond(result: Result<Json<serde_json::Value>, Error>) -> Response {

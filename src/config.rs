@@ -29,6 +29,8 @@ pub use source::{CapturedSource, DEMO, DirSource, EmbeddedSource, MemorySource, 
 use crate::balance::{ScoreWeights, StrategyKind};
 use crate::health::{BreakerPolicy, HealthPolicy};
 use crate::mock::Behavior;
+use crate::retry::RetryPolicy;
+use crate::route::{Defaults, Rotate, StepKind};
 
 /// A validated configuration. Built once per load; never mutated.
 #[derive(Debug, Clone)]
@@ -46,6 +48,12 @@ pub struct Config {
     pub routes: Vec<RouteSpec>,
     /// Problems tolerated under `config_validation = "lenient"` (unknown keys).
     pub warnings: Vec<Issue>,
+    /// `[global.error_handling]`: which failures go on, and the backoff.
+    pub retry: RetryPolicy,
+    /// `[global] default_timeout`: the whole request's deadline (a client may ask for less).
+    pub request_timeout: Option<Duration>,
+    /// `[global.fallback] provider_chain`: the order `provider_failover` moves along.
+    pub provider_chain: Vec<String>,
 }
 
 /// One upstream endpoint serving one model.
@@ -129,13 +137,17 @@ impl RouteKind {
     }
 }
 
-/// A routing name and the tiers it tries, in order.
+/// A routing name and the tiers it tries, in order: its plan.
 #[derive(Debug, Clone)]
 pub struct RouteSpec {
     pub name: String,
     pub kind: RouteKind,
     /// Never empty; each tier has at least one member.
     pub tiers: Vec<TierSpec>,
+    /// Why each of `tiers` is there (same length).
+    pub steps: Vec<StepKind>,
+    /// Most attempts over the whole plan.
+    pub max_attempts: Option<u32>,
 }
 
 /// A set of interchangeable instances and the strategy that spreads requests over them.
@@ -147,8 +159,15 @@ pub struct TierSpec {
     pub members: Vec<MemberSpec>,
     /// Distinct instances tried in this tier before moving on (at least 1).
     pub max_attempts: u32,
+    /// Rounds over the members (a pool's `max_instance_attempts`).
+    pub max_instance_attempts: u32,
     /// Per-attempt timeout overriding the instance's own.
     pub timeout: Option<Duration>,
+    pub ttft_timeout: Option<Duration>,
+    /// A task group's `fallback.retry_delay`.
+    pub retry_delay: Option<Duration>,
+    pub rotate: Rotate,
+    pub defaults: Defaults,
     /// Factor weights of the `score` strategy.
     pub score: ScoreWeights,
     /// The task group an echelon tier belongs to, with its circuit breaker.

@@ -40,6 +40,9 @@ pub enum Error {
         class: ErrorClass,
         detail: String,
         retry_after: Option<HeaderValue>,
+        /// Every attempt, in order (and with `x-switchyard-trace: 1` every candidate passed
+        /// over), as the error body's `attempts`.
+        attempts: Vec<crate::proxy::AttemptReport>,
     },
 }
 
@@ -112,12 +115,19 @@ impl Error {
             #[serde(rename = "type")]
             kind: &'a str,
             code: Option<&'a str>,
+            #[serde(skip_serializing_if = "<[_]>::is_empty")]
+            attempts: &'a [crate::proxy::AttemptReport],
         }
+        let attempts = match self {
+            Self::Upstream { attempts, .. } => attempts.as_slice(),
+            _ => &[],
+        };
         let envelope = Envelope {
             error: Inner {
                 message: self.to_string(),
                 kind: self.kind(),
                 code: self.code(),
+                attempts,
             },
         };
         serde_json::to_vec(&envelope)
@@ -167,10 +177,20 @@ mod tests {
             class: ErrorClass::Connect,
             detail: "all 3 attempts failed".into(),
             retry_after: None,
+            attempts: vec![crate::proxy::AttemptReport {
+                instance: "a".into(),
+                tier: "fast_pool".into(),
+                step: "primary",
+                outcome: "connect",
+                reason: Some("refused".into()),
+                latency_ms: 0.5,
+            }],
         };
         assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
         let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
         assert_eq!(v["error"]["code"], "upstream_unavailable");
+        assert_eq!(v["error"]["attempts"][0]["instance"], "a");
+        assert_eq!(v["error"]["attempts"][0]["outcome"], "connect");
         assert!(
             v["error"]["message"]
                 .as_str()

@@ -18,6 +18,7 @@ use crate::balance::StrategyKind;
 use crate::config::{CapturedSource, Config, ConfigError, Endpoint, NewInstance, Overlay};
 use crate::health::checker::{self, HttpProber, Prober};
 use crate::mock::{self, MockHandle};
+use crate::request::{ClientRequest, RequestOptions};
 use crate::snapshot::Snapshot;
 use crate::upstream::Instance;
 
@@ -156,6 +157,52 @@ impl Gateway {
         let mut overlay = admin.overlay.clone();
         overlay.strategies.insert(tier.to_owned(), kind);
         self.apply(&mut admin, overlay).map(drop)
+    }
+
+    /// Seed 003's `execute_with_fallback(primary_target, fallback_groups, request)`: one chat
+    /// completion (non-streaming) on `primary` (a task group, `group.echelon`, pool or
+    /// wrapper), falling back to `fallback_groups` in order, exactly as a request with the
+    /// `x-switchyard-llm-group` / `x-switchyard-fallback-groups` headers would. `request` is
+    /// an OpenAI chat body (`model` may be left out). Returns the reply's JSON.
+    pub async fn execute_with_fallback(
+        &self,
+        primary: &str,
+        fallback_groups: &[&str],
+        mut request: serde_json::Value,
+    ) -> Result<serde_json::Value, crate::error::Error> {
+        use crate::error::Error;
+        use http_body_util::BodyExt;
+        let Some(object) = request.as_object_mut() else {
+            return Err(Error::BadRequest(
+                "the request must be a JSON object".to_owned(),
+            ));
+        };
+        object
+            .entry("model")
+            .or_insert_with(|| serde_json::Value::String(primary.to_owned()));
+        object.insert("stream".to_owned(), serde_json::Value::Bool(false));
+        let body = serde_json::to_vec(&request)
+            .map_err(|e| Error::BadRequest(format!("the request is not serialisable: {e}")))?;
+        let mut req = ClientRequest::parse(crate::provider::Operation::Chat, body.into())?;
+        req.options = RequestOptions {
+            llm_group: Some(primary.to_owned()),
+            fallback_groups: fallback_groups.iter().map(|s| (*s).to_owned()).collect(),
+            ..RequestOptions::default()
+        };
+        let response =
+            crate::proxy::forward(crate::upstream::Upstream::local(), self.snapshot(), req).await?;
+        let status = response.status();
+        let bytes = (response.into_body().collect().await)
+            .map(|c| c.to_bytes())
+            .map_err(|e| Error::BadRequest(format!("reading the reply failed: {e}")))?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes);
+            return Err(Error::BadRequest(format!(
+                "the upstream refused the request ({status}): {text}"
+            )));
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::BadRequest(format!("the reply is not JSON: {e}")))
     }
 
     /// Deregistered instances whose requests are still running.
@@ -318,7 +365,7 @@ mod tests {
         // The `fast` wrapper routes through the same tier.
         let fast = after.route("fast").unwrap();
         assert!(Arc::ptr_eq(
-            &fast.tiers[0],
+            &fast.steps[0].tier,
             after.routes.tier("fast_pool").unwrap()
         ));
         assert!(matches!(

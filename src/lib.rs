@@ -16,6 +16,7 @@ pub mod mock;
 pub mod provider;
 pub mod proxy;
 pub mod request;
+pub mod retry;
 pub mod route;
 pub mod server;
 pub mod shared;

@@ -5,8 +5,11 @@
 //! - `stream`: Server-Sent Events passed through chunk by chunk, with accounting.
 //! - `reply`: reading and checking a whole (non-streamed) upstream reply.
 
+mod history;
+mod plan;
 mod reply;
 mod stream;
+mod trace;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,12 +18,10 @@ use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
 
-use crate::balance::Candidates;
 use crate::error::Error;
-use crate::health::GroupBreaker;
 use crate::provider::ErrorClass;
 use crate::request::ClientRequest;
-use crate::route::{Route, Tier};
+use crate::route::{Step, Tier};
 use crate::snapshot::Snapshot;
 use crate::stats::{Attempt, Outcome, clock_ns};
 use crate::upstream::{AttemptError, Instance, Upstream};
@@ -31,100 +32,155 @@ const MAX_REPLY_BYTES: usize = 64 << 20;
 const ROUTE_HEADER: http::HeaderName = http::HeaderName::from_static("x-switchyard-route");
 const INSTANCE_HEADER: http::HeaderName = http::HeaderName::from_static("x-switchyard-instance");
 const ATTEMPTS_HEADER: http::HeaderName = http::HeaderName::from_static("x-switchyard-attempts");
+const TRACE_HEADER: http::HeaderName = http::HeaderName::from_static("x-switchyard-trace");
 
-/// What the access log line and response headers say about a request.
-pub(crate) struct Trace {
-    pub route: Arc<str>,
-    pub route_header: Option<HeaderValue>,
-    pub started: Instant,
-    pub attempts: u32,
-    /// Instances this request may not pick again: attempted, or turned away by their gate.
-    pub tried: Vec<usize>,
-    /// Of `tried`, the ones turned away without an attempt.
-    pub skipped: Vec<usize>,
-}
-
-impl Trace {
-    fn attempted(&self, instance: usize) -> bool {
-        self.tried.contains(&instance) && !self.skipped.contains(&instance)
-    }
-}
+pub use history::{FallbackLog, FallbackRecord};
+pub use trace::AttemptReport;
+pub(crate) use trace::Trace;
 
 pub async fn forward(
     upstream: &Upstream,
     snap: Arc<Snapshot>,
     req: ClientRequest,
 ) -> Result<Response, Error> {
-    let Some(route) = snap.route(&req.model).cloned() else {
-        return Err(Error::ModelNotFound(req.model));
+    let plan = plan::plan_for(&snap, &req)?;
+    let deadline = plan::deadline(&snap, &req);
+    let mut trace = Trace::new(
+        Arc::clone(&plan.name),
+        plan.header.clone(),
+        req.options.trace,
+    );
+    let mut walk = plan::Walk {
+        last: None,
+        waits: 0,
+        pending: None,
+        refused_groups: false,
+        stopped: None,
     };
-    let mut trace = Trace {
-        route: Arc::clone(&route.name),
-        route_header: route.header.clone(),
-        started: Instant::now(),
-        attempts: 0,
-        tried: Vec::with_capacity(4),
-        skipped: Vec::new(),
-    };
-    let mut last: Option<(Arc<Instance>, AttemptError)> = None;
-    // Echelons of one group are adjacent tiers: its breaker admits the request once.
-    let mut admitted: Option<&Arc<GroupBreaker>> = None;
-    let mut refused_groups = false;
-    for tier in &route.tiers {
-        if let Some(group) = &tier.group {
-            if !admitted.is_some_and(|a| Arc::ptr_eq(a, group)) {
-                if !snap.health.group_admit(group, clock_ns()) {
-                    refused_groups = true;
+    let limit = plan.max_attempts.unwrap_or(u32::MAX);
+    let mut admitted = None;
+    'steps: for (si, step) in plan.steps.iter().enumerate() {
+        let tier = &*step.tier;
+        if !plan::group_admits(&snap, tier, &mut admitted) {
+            walk.refused_groups = true;
+            continue;
+        }
+        plan::note_refused(&snap, tier, si, &mut trace);
+        let (mut made, mut round) = (0, 1);
+        let mut local: Vec<usize> = Vec::new();
+        while made < tier.max_attempts {
+            if trace.attempts >= limit {
+                walk.stopped = Some("max_attempts reached");
+                break 'steps;
+            }
+            let Some(instance) = plan::pick(&snap, tier, &trace, &local, made > 0) else {
+                if round < tier.max_instance_attempts && plan::new_round(tier, &mut trace) {
+                    round += 1;
+                    local.clear();
                     continue;
                 }
-                admitted = Some(group);
-            }
-        }
-        let mut made = 0;
-        while made < tier.max_attempts {
-            let now = clock_ns();
-            let pick = tier.strategy.pick(&Candidates {
-                members: &tier.members,
-                tried: &trace.tried,
-                retry: made > 0,
-                now_ns: now,
-            });
-            let Some(instance) = pick.and_then(|p| snap.instances.get(tier.members[p].instance))
-            else {
                 break;
             };
-            let instance = Arc::clone(instance);
             trace.tried.push(instance.index);
             // The gate's last word: a half-open breaker's trial permit, a slow start's ramp.
+            let now = clock_ns();
             if !snap.health.admit(&instance, now) {
                 trace.skipped.push(instance.index);
+                trace.skip(si, instance.index, plan::refusal(&instance, now));
                 continue;
             }
+            if !plan::backoff(&snap, tier, &mut walk, deadline).await {
+                break 'steps;
+            }
+            let Some(timeout) = plan::attempt_timeout(tier, &instance, deadline) else {
+                walk.stopped = Some("the request's deadline passed");
+                break 'steps;
+            };
             made += 1;
-            let tried = try_instance(upstream, &snap, &req, tier, &instance, &mut trace).await;
+            let since = Instant::now();
+            let tried =
+                try_instance(upstream, &snap, &req, tier, &instance, timeout, &mut trace).await;
             match tried {
-                Ok(response) => return Ok(response),
-                Err(e) => last = Some((instance, e)),
+                Ok(response) => {
+                    plan::note(&mut trace, si, &instance, Ok(()), since);
+                    return Ok(served(&snap, &plan, step, si, &trace, response));
+                }
+                Err(e) => {
+                    plan::note(&mut trace, si, &instance, Err(&e), since);
+                    let goes_on = snap.config.retry.goes_on(e.class);
+                    if tier.rotate != crate::route::Rotate::Instance {
+                        plan::rotate_away(&snap, tier, &instance, &trace.tried, &mut local);
+                    }
+                    walk.pending = Some(e.class);
+                    walk.last = Some((instance, e));
+                    if !goes_on {
+                        walk.stopped = Some("its error class is not in retry_on_errors");
+                        break 'steps;
+                    }
+                }
             }
         }
     }
-    if trace.attempts == 0 && !refused_groups {
+    if trace.attempts == 0 && !walk.refused_groups && walk.stopped.is_none() {
         // Nothing admitted anywhere: rather than fail, the least-bad instance (panic mode).
-        let least = least_bad(&snap, &route, &trace);
-        let least = least.filter(|(_, i)| snap.health.admit_breaker(i, clock_ns()));
-        if let Some((tier, instance)) = least {
+        let least = least_bad(&snap, &plan.steps, &trace);
+        let least = least.filter(|(_, _, i)| snap.health.admit_breaker(i, clock_ns()));
+        if let Some((si, tier, instance)) = least {
             if instance.live.is_gated() {
-                snap.health.panic(&route.name, &instance.spec.id);
+                snap.health.panic(&plan.name, &instance.spec.id);
             }
             trace.tried.push(instance.index);
-            let tried = try_instance(upstream, &snap, &req, tier, &instance, &mut trace).await;
-            match tried {
-                Ok(response) => return Ok(response),
-                Err(e) => last = Some((instance, e)),
+            if let Some(timeout) = plan::attempt_timeout(tier, &instance, deadline) {
+                let since = Instant::now();
+                let tried =
+                    try_instance(upstream, &snap, &req, tier, &instance, timeout, &mut trace).await;
+                match tried {
+                    Ok(response) => {
+                        plan::note(&mut trace, si, &instance, Ok(()), since);
+                        let step = &plan.steps[si];
+                        return Ok(served(&snap, &plan, step, si, &trace, response));
+                    }
+                    Err(e) => {
+                        plan::note(&mut trace, si, &instance, Err(&e), since);
+                        walk.last = Some((instance, e));
+                    }
+                }
             }
         }
     }
-    Err(final_error(&snap, &route, &trace, last))
+    if let Some(stats) = plan.stats {
+        stats.failed();
+    }
+    Err(final_error(&snap, &plan, &trace, walk))
+}
+
+/// A served response: statistics, the fallback history, the trace header.
+fn served(
+    snap: &Snapshot,
+    plan: &plan::Plan<'_>,
+    step: &Step,
+    si: usize,
+    trace: &Trace,
+    mut response: Response,
+) -> Response {
+    if let Some(stats) = plan.stats {
+        stats.served_by(step.why);
+    }
+    if si > 0 || trace.attempts > 1 {
+        snap.fallbacks.push(
+            &plan.name,
+            Some((&step.tier.label, step.why)),
+            trace,
+            snap,
+            &plan.steps,
+        );
+    }
+    if trace.verbose {
+        if let Some(v) = trace.header(snap, &plan.steps) {
+            response.headers_mut().insert(TRACE_HEADER, v);
+        }
+    }
+    response
 }
 
 /// One attempt, with everything it teaches: failure recorded (health included), a 429's
@@ -135,12 +191,12 @@ async fn try_instance(
     req: &ClientRequest,
     tier: &Tier,
     instance: &Arc<Instance>,
+    timeout: std::time::Duration,
     trace: &mut Trace,
 ) -> Result<Response, AttemptError> {
     trace.attempts += 1;
-    let timeout = tier.timeout.unwrap_or(instance.spec.timeout);
     let attempt_started = Instant::now();
-    match attempt(upstream, snap, req, instance, timeout, trace).await {
+    match attempt(upstream, snap, req, tier, instance, timeout, trace).await {
         Ok(response) => {
             if let Some(group) = &tier.group {
                 snap.health.group_outcome(group, false, clock_ns());
@@ -177,23 +233,21 @@ async fn try_instance(
     }
 }
 
-/// Panic mode's choice: of the route's members not yet tried, not draining and not behind an
+/// Panic mode's choice: of the plan's members not yet tried, not draining and not behind an
 /// open breaker, the one with the fewest consecutive failures (not ejected before ejected).
 fn least_bad<'r>(
     snap: &Snapshot,
-    route: &'r Route,
+    steps: &'r [Step],
     trace: &Trace,
-) -> Option<(&'r Tier, Arc<Instance>)> {
+) -> Option<(usize, &'r Tier, Arc<Instance>)> {
     let now = clock_ns();
-    route
-        .tiers
-        .iter()
-        .flat_map(|tier| tier.members.iter().map(move |m| (&**tier, m)))
-        .filter(|(_, m)| !m.live.is_draining() && !trace.attempted(m.instance))
-        .filter_map(|(tier, m)| Some((tier, snap.instances.get(m.instance)?)))
-        .filter(|(_, i)| !i.live.gate().breaker.refuses(&i.spec.breaker, now))
-        .min_by_key(|(_, i)| (i.live.gate().is_ejected(), i.live.consecutive_failures()))
-        .map(|(tier, i)| (tier, Arc::clone(i)))
+    (steps.iter().enumerate())
+        .flat_map(|(si, s)| s.tier.members.iter().map(move |m| (si, &*s.tier, m)))
+        .filter(|(_, _, m)| !m.live.is_draining() && !trace.attempted(m.instance))
+        .filter_map(|(si, tier, m)| Some((si, tier, snap.instances.get(m.instance)?)))
+        .filter(|(_, _, i)| !i.live.gate().breaker.refuses(&i.spec.breaker, now))
+        .min_by_key(|(_, _, i)| (i.live.gate().is_ejected(), i.live.consecutive_failures()))
+        .map(|(si, tier, i)| (si, tier, Arc::clone(i)))
 }
 
 /// One attempt on one instance: a finished response, or why this instance failed.
@@ -201,13 +255,15 @@ async fn attempt(
     upstream: &Upstream,
     snap: &Arc<Snapshot>,
     req: &ClientRequest,
+    tier: &Tier,
     instance: &Arc<Instance>,
     timeout: std::time::Duration,
     trace: &Trace,
 ) -> Result<Response, AttemptError> {
     let guard = instance.start();
     let started = guard.since();
-    let request = instance.request(req.op, req.body_for(&instance.spec.upstream_model))?;
+    let body = req.body_with(&instance.spec.upstream_model, &tier.defaults);
+    let request = instance.request(req.op, body)?;
     let deadline = tokio::time::Instant::now() + timeout;
     let (head, body) = upstream.send(request, timeout).await?.into_parts();
     let status = head.status;
@@ -318,24 +374,31 @@ pub(crate) fn log_done(
     );
 }
 
-fn final_error(
-    snap: &Snapshot,
-    route: &Route,
-    trace: &Trace,
-    last: Option<(Arc<Instance>, AttemptError)>,
-) -> Error {
-    let Some((instance, e)) = last else {
+fn final_error(snap: &Snapshot, plan: &plan::Plan<'_>, trace: &Trace, walk: plan::Walk) -> Error {
+    let attempts = trace.report(snap, &plan.steps);
+    snap.fallbacks
+        .push(&plan.name, None, trace, snap, &plan.steps);
+    let Some((instance, e)) = walk.last else {
+        if let Some(why) = walk.stopped {
+            return Error::Upstream {
+                route: trace.route.to_string(),
+                class: ErrorClass::Timeout,
+                detail: format!("no attempt was made: {why}"),
+                retry_after: None,
+                attempts,
+            };
+        }
         // Nothing was attempted: every breaker on the way is open. Say when to come back.
         let now = clock_ns();
-        let groups = route.tiers.iter().filter_map(|t| t.group.as_ref());
-        let reopen = (groups.map(|g| match g.state() {
-            crate::health::BreakerState::Open { until_ns } => until_ns,
-            _ => now,
-        }))
+        let tiers = || plan.steps.iter().map(|s| &*s.tier);
+        let reopen = (tiers()
+            .filter_map(|t| t.group.as_ref())
+            .map(|g| match g.state() {
+                crate::health::BreakerState::Open { until_ns } => until_ns,
+                _ => now,
+            }))
         .chain(
-            route
-                .tiers
-                .iter()
+            tiers()
                 .flat_map(|t| &t.members)
                 .filter_map(|m| m.live.gate().next_change()),
         )
@@ -349,6 +412,7 @@ fn final_error(
             class: ErrorClass::Connect,
             detail: "no instance is available: every instance is ejected or behind an open circuit breaker".to_owned(),
             retry_after,
+            attempts,
         };
     };
     let tried: Vec<&str> = trace
@@ -358,11 +422,15 @@ fn final_error(
         .filter_map(|&i| snap.instances.get(i))
         .map(|i| i.spec.id.as_str())
         .collect();
+    let stopped = walk
+        .stopped
+        .map(|why| format!(" (stopped: {why})"))
+        .unwrap_or_default();
     let error = Error::Upstream {
         route: trace.route.to_string(),
         class: e.class,
         detail: format!(
-            "all {} attempts failed (tried {}); last: instance {:?}: {} ({})",
+            "all {} attempts failed (tried {}){stopped}; last: instance {:?}: {} ({})",
             trace.attempts,
             tried.join(", "),
             instance.spec.id,
@@ -370,6 +438,7 @@ fn final_error(
             e.class.as_str()
         ),
         retry_after: e.retry_after,
+        attempts,
     };
     tracing::warn!(
         target: "switchyard::access",

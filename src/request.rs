@@ -10,10 +10,89 @@ use serde_json::value::RawValue;
 
 use crate::error::Error;
 use crate::provider::Operation;
+use crate::route::Defaults;
+
+/// What a client may ask of the gateway itself, in request headers (never forwarded):
+/// - `x-switchyard-llm-group: plan_group.echelon1`: route by this group, `group.echelon`, pool
+///   or wrapper instead of `model` (seed 003's node config `llm_group`);
+/// - `x-switchyard-fallback-groups: plan_group.echelon2, thinking_group.echelon1`: what to
+///   fall back to, in order, instead of the configured fallbacks;
+/// - `x-switchyard-trace: 1`: a trace of every candidate in the `x-switchyard-trace` response
+///   header (and skipped candidates in an error's `attempts`);
+/// - `x-switchyard-timeout: SECONDS` (or the OpenAI SDK's `x-stainless-timeout`): the whole
+///   request's deadline, if shorter than the configured one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestOptions {
+    pub llm_group: Option<String>,
+    pub fallback_groups: Vec<String>,
+    pub trace: bool,
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl RequestOptions {
+    pub fn from_headers(headers: &http::HeaderMap) -> Result<Self, Error> {
+        let text = |name: &str| -> Result<Option<&str>, Error> {
+            headers
+                .get(name)
+                .map(|v| {
+                    v.to_str()
+                        .map(str::trim)
+                        .map_err(|_| Error::BadRequest(format!("header {name} is not ASCII text")))
+                })
+                .transpose()
+        };
+        let llm_group = text("x-switchyard-llm-group")?
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+        let fallback_groups: Vec<String> = text("x-switchyard-fallback-groups")?
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if llm_group.is_none() && !fallback_groups.is_empty() {
+            return Err(Error::BadRequest(
+                "x-switchyard-fallback-groups needs x-switchyard-llm-group (the primary target)"
+                    .to_owned(),
+            ));
+        }
+        let trace = matches!(text("x-switchyard-trace")?, Some("1" | "true" | "yes"));
+        let mut timeout = None;
+        for name in ["x-switchyard-timeout", "x-stainless-timeout"] {
+            if let Some(v) = text(name)? {
+                let secs: f64 = v.parse().map_err(|_| {
+                    Error::BadRequest(format!(
+                        "header {name} must be a number of seconds, got {v:?}"
+                    ))
+                })?;
+                let d = std::time::Duration::try_from_secs_f64(secs)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        Error::BadRequest(format!(
+                            "header {name} must be a positive number of seconds"
+                        ))
+                    })?;
+                timeout = Some(timeout.map_or(d, |t: std::time::Duration| t.min(d)));
+            }
+        }
+        Ok(Self {
+            llm_group,
+            fallback_groups,
+            trace,
+            timeout,
+        })
+    }
+}
 
 #[derive(Debug)]
 pub struct ClientRequest {
     pub op: Operation,
+    /// What the request's headers ask of the gateway.
+    pub options: RequestOptions,
     /// The routing name the client asked for.
     pub model: String,
     pub stream: bool,
@@ -21,6 +100,9 @@ pub struct ClientRequest {
     body: Bytes,
     /// Byte range of the `model` value (quotes included) inside `body`.
     model_span: Range<usize>,
+    has_temperature: bool,
+    /// The client's `max_tokens` and the byte range of its value.
+    max_tokens: Option<(u64, Range<usize>)>,
 }
 
 /// The fields the gateway reads; everything else is validated as JSON and passed through.
@@ -36,6 +118,10 @@ struct Head<'a> {
     prompt: Option<&'a RawValue>,
     #[serde(borrow)]
     input: Option<&'a RawValue>,
+    #[serde(borrow)]
+    temperature: Option<&'a RawValue>,
+    #[serde(borrow)]
+    max_tokens: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -93,8 +179,21 @@ impl ClientRequest {
             }
             _ => {}
         }
-        let start = (raw_model.get().as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
-        let model_span = start..start + raw_model.get().len();
+        let span = |raw: &RawValue| {
+            let start = (raw.get().as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
+            start..start + raw.get().len()
+        };
+        let model_span = span(raw_model);
+        let max_tokens = match head.max_tokens.filter(|v| v.get() != "null") {
+            None => None,
+            Some(raw) => Some((
+                raw.get().parse::<u64>().map_err(|_| {
+                    Error::BadRequest("`max_tokens` must be a non-negative integer".to_owned())
+                })?,
+                span(raw),
+            )),
+        };
+        let has_temperature = head.temperature.is_some_and(|v| v.get() != "null");
         let stream = head.stream.unwrap_or(false);
         let include_usage = head
             .stream_options
@@ -102,12 +201,62 @@ impl ClientRequest {
             .unwrap_or(false);
         Ok(Self {
             op,
+            options: RequestOptions::default(),
+            has_temperature,
+            max_tokens,
             model,
             stream,
             include_usage,
             model_span,
             body,
         })
+    }
+
+    /// The body with `model` set to `upstream_model` and an echelon's `defaults` applied
+    /// (`temperature` / `max_tokens` added when the client sent none; `max_tokens` lowered to
+    /// the echelon's with `clamp_max_tokens`). Every other byte as the client sent it.
+    pub fn body_with(&self, upstream_model: &str, defaults: &Defaults) -> Bytes {
+        if defaults.is_empty() || self.op == Operation::Embeddings {
+            return self.body_for(upstream_model);
+        }
+        let mut insert = String::new();
+        if let (Some(t), false) = (defaults.temperature, self.has_temperature) {
+            insert.push_str(&format!("\"temperature\":{t},"));
+        }
+        let mut clamp = None;
+        match (defaults.max_tokens, &self.max_tokens) {
+            (Some(n), None) => insert.push_str(&format!("\"max_tokens\":{n},")),
+            (Some(n), Some((asked, span)))
+                if defaults.clamp_max_tokens && *asked > u64::from(n) =>
+            {
+                clamp = Some((span.clone(), n.to_string()));
+            }
+            _ => {}
+        }
+        if insert.is_empty() && clamp.is_none() {
+            return self.body_for(upstream_model);
+        }
+        let Some(quoted) = serde_json::to_string(upstream_model).ok() else {
+            return self.body.clone();
+        };
+        // Splices in byte order: the insertion right after `{`, then the model and max_tokens.
+        let open = self
+            .body
+            .iter()
+            .position(|b| *b == b'{')
+            .map_or(0, |i| i + 1);
+        let mut edits = vec![(open..open, insert), (self.model_span.clone(), quoted)];
+        edits.extend(clamp);
+        edits.sort_by_key(|(r, _)| r.start);
+        let mut out = BytesMut::with_capacity(self.body.len() + 64);
+        let mut at = 0;
+        for (range, text) in edits {
+            out.put_slice(&self.body[at..range.start]);
+            out.put_slice(text.as_bytes());
+            at = range.end;
+        }
+        out.put_slice(&self.body[at..]);
+        out.freeze()
     }
 
     /// The body with `model` set to `upstream_model`; shares the buffer when nothing changes.
@@ -148,6 +297,79 @@ mod tests {
             req.body_for("fast\"pool"),
             Bytes::copy_from_slice(body.as_bytes())
         );
+    }
+
+    #[test]
+    fn echelon_defaults_fill_in_what_the_client_left_out_and_clamp_when_asked() {
+        let d = Defaults {
+            temperature: Some(0.3),
+            max_tokens: Some(100),
+            clamp_max_tokens: false,
+        };
+        let bare = parse(Operation::Chat, r#"{"model":"g","messages":[{}]}"#).unwrap();
+        let out: serde_json::Value = serde_json::from_slice(&bare.body_with("up", &d)).unwrap();
+        assert_eq!(
+            out,
+            serde_json::json!({"temperature":0.3,"max_tokens":100,"model":"up","messages":[{}]})
+        );
+        // The client's own values win.
+        let own = parse(
+            Operation::Chat,
+            r#"{"model":"g","temperature":1,"max_tokens":500,"messages":[{}]}"#,
+        )
+        .unwrap();
+        let out: serde_json::Value = serde_json::from_slice(&own.body_with("up", &d)).unwrap();
+        assert_eq!(
+            (out["temperature"].as_f64(), out["max_tokens"].as_u64()),
+            (Some(1.0), Some(500))
+        );
+        // ...unless the echelon clamps max_tokens.
+        let clamp = Defaults {
+            clamp_max_tokens: true,
+            ..d
+        };
+        let out: serde_json::Value = serde_json::from_slice(&own.body_with("up", &clamp)).unwrap();
+        assert_eq!(
+            (out["max_tokens"].as_u64(), out["model"].as_str()),
+            (Some(100), Some("up"))
+        );
+        assert!(
+            parse(
+                Operation::Chat,
+                r#"{"model":"g","max_tokens":-1,"messages":[{}]}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn request_options_come_from_headers_and_bad_ones_are_refused() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(
+            RequestOptions::from_headers(&h).unwrap(),
+            RequestOptions::default()
+        );
+        h.insert(
+            "x-switchyard-llm-group",
+            "plan_group.echelon1".parse().unwrap(),
+        );
+        h.insert(
+            "x-switchyard-fallback-groups",
+            " plan_group.echelon2 ,thinking_group ".parse().unwrap(),
+        );
+        h.insert("x-switchyard-trace", "1".parse().unwrap());
+        h.insert("x-stainless-timeout", "600".parse().unwrap());
+        h.insert("x-switchyard-timeout", "2.5".parse().unwrap());
+        let o = RequestOptions::from_headers(&h).unwrap();
+        assert_eq!(o.llm_group.as_deref(), Some("plan_group.echelon1"));
+        assert_eq!(o.fallback_groups, ["plan_group.echelon2", "thinking_group"]);
+        assert!(o.trace);
+        assert_eq!(o.timeout, Some(std::time::Duration::from_millis(2500)));
+        h.insert("x-switchyard-timeout", "soon".parse().unwrap());
+        assert!(RequestOptions::from_headers(&h).is_err());
+        let mut only_fallbacks = http::HeaderMap::new();
+        only_fallbacks.insert("x-switchyard-fallback-groups", "a".parse().unwrap());
+        assert!(RequestOptions::from_headers(&only_fallbacks).is_err());
     }
 
     #[test]

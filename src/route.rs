@@ -1,7 +1,8 @@
 //! Routing names → routes, resolved once per config load.
 //!
-//! A [`Route`] is what a client's `model` names: an ordered list of [`Tier`]s (a task group's
-//! echelons by priority; one tier for a pool, echelon, model or instance). A tier is shared by
+//! A [`Route`] is what a client's `model` names: its plan, an ordered list of [`Step`]s, each a
+//! [`Tier`] and why it is there (a task group's echelons by priority, then its
+//! `fallback_groups`; a pool, then its `fallback_pools`; one tier for a model or instance). A tier is shared by
 //! every route that contains it (the wrapper `fast` and its pool `fast_pool`; the group
 //! `plan_group` and `plan_group.echelon1`), so they rotate through the same turns and a strategy
 //! change by tier name applies to all of them.
@@ -15,13 +16,121 @@ use crate::config::{RouteKind, RouteSpec, TierSpec};
 use crate::health::{GroupBreaker, Health};
 use crate::upstream::Instance;
 
+/// Why a tier is in a route's plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// What the routing name names first.
+    Primary,
+    /// The next echelon of the same group, by priority.
+    EchelonDown,
+    /// The same model names at other providers (`provider_failover`).
+    ProviderFailover,
+    /// A group or `group.echelon` from `fallback_groups` (or a request's own list).
+    GroupFallback,
+    /// A pool from `fallback_pools`.
+    PoolFallback,
+}
+
+impl StepKind {
+    pub const ALL: [Self; 5] = [
+        Self::Primary,
+        Self::EchelonDown,
+        Self::ProviderFailover,
+        Self::GroupFallback,
+        Self::PoolFallback,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Primary => "primary",
+            Self::EchelonDown => "echelon_down",
+            Self::ProviderFailover => "provider_failover",
+            Self::GroupFallback => "group_fallback",
+            Self::PoolFallback => "pool_fallback",
+        }
+    }
+
+    fn index(self) -> usize {
+        Self::ALL.iter().position(|k| *k == self).unwrap_or(0)
+    }
+}
+
+/// After a failed attempt in a tier, what else in the tier is passed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rotate {
+    /// Only the instance that failed (`echelon_down`, `instance_rotation`).
+    #[default]
+    Instance,
+    /// Every instance of its model: the next attempt goes to another model (`model_rotate`).
+    Model,
+    /// Every instance of its provider: the next attempt goes to another provider, in
+    /// `provider_chain` order when one is configured (`provider_failover`).
+    Provider,
+}
+
+/// Request defaults an echelon applies (seed 004's echelon `temperature` / `max_tokens`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Defaults {
+    /// Set when the client sent none.
+    pub temperature: Option<f64>,
+    /// Set when the client sent none; with `clamp_max_tokens`, also the most a client gets.
+    pub max_tokens: Option<u32>,
+    pub clamp_max_tokens: bool,
+}
+
+impl Defaults {
+    pub fn is_empty(&self) -> bool {
+        self.temperature.is_none() && self.max_tokens.is_none()
+    }
+}
+
+/// One step of a route's plan.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub tier: Arc<Tier>,
+    pub why: StepKind,
+}
+
 #[derive(Debug)]
 pub struct Route {
     pub name: Arc<str>,
     /// `name` as the `x-switchyard-route` response header, built once.
     pub header: Option<http::HeaderValue>,
     pub kind: RouteKind,
-    pub tiers: Vec<Arc<Tier>>,
+    /// The plan: tiers in the order they are tried, each with why it is there.
+    pub steps: Vec<Step>,
+    /// Most attempts over the whole plan (`fallback.max_attempts`, `[global] max_retries + 1`).
+    pub max_attempts: Option<u32>,
+    /// Requests served at each kind of step, and requests no step could serve.
+    pub stats: RouteStats,
+}
+
+/// How often each kind of step served this route's requests (seed 003's get_statistics).
+#[derive(Debug, Default)]
+pub struct RouteStats {
+    served: [std::sync::atomic::AtomicU64; 5],
+    failed: std::sync::atomic::AtomicU64,
+}
+
+impl RouteStats {
+    pub fn served_by(&self, why: StepKind) {
+        self.served[why.index()].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn failed(&self) {
+        self.failed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `(step kind, requests it served)` for every kind, then the failed count.
+    pub fn read(&self) -> (Vec<(&'static str, u64)>, u64) {
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        let served = (StepKind::ALL.iter().zip(&self.served))
+            .map(|(k, n)| (k.as_str(), n.load(relaxed)))
+            .collect();
+        (served, self.failed.load(relaxed))
+    }
 }
 
 #[derive(Debug)]
@@ -33,7 +142,15 @@ pub struct Tier {
     pub members: Vec<Member>,
     pub strategy: Box<dyn Strategy>,
     pub max_attempts: u32,
+    /// Rounds over the tier's members (a pool's `max_instance_attempts`; 1 elsewhere).
+    pub max_instance_attempts: u32,
     pub timeout: Option<Duration>,
+    /// Time to the first content chunk of a stream.
+    pub ttft_timeout: Option<Duration>,
+    /// The wait before a retry after a timeout or 5xx (a group's `fallback.retry_delay`).
+    pub retry_delay: Option<Duration>,
+    pub rotate: Rotate,
+    pub defaults: Defaults,
     /// The task group breaker of an echelon tier.
     pub group: Option<Arc<GroupBreaker>>,
 }
@@ -60,7 +177,12 @@ impl Tier {
             strategy: spec.strategy.build(&members, spec.score),
             members,
             max_attempts: spec.max_attempts.max(1),
+            max_instance_attempts: spec.max_instance_attempts.max(1),
             timeout: spec.timeout,
+            ttft_timeout: spec.ttft_timeout,
+            retry_delay: spec.retry_delay,
+            rotate: spec.rotate,
+            defaults: spec.defaults,
             group: (spec.group.as_ref()).map(|g| health.group(&g.name, g.breaker)),
         }
     }
@@ -78,23 +200,26 @@ impl RouteTable {
     pub fn build(specs: &[RouteSpec], instances: &[Arc<Instance>], health: &Health) -> Self {
         let mut table = Self::default();
         for spec in specs {
-            let tiers = spec
-                .tiers
-                .iter()
-                .map(|t| {
+            let steps = (spec.tiers.iter().zip(&spec.steps))
+                .map(|(t, &why)| {
                     // Tier labels are routing names, unique across kinds: equal label, same tier.
                     let tier = table
                         .tiers
                         .entry(t.label.clone())
                         .or_insert_with(|| Arc::new(Tier::build(t, instances, health)));
-                    Arc::clone(tier)
+                    Step {
+                        tier: Arc::clone(tier),
+                        why,
+                    }
                 })
                 .collect();
             let route = Arc::new(Route {
                 name: spec.name.as_str().into(),
                 header: http::HeaderValue::from_str(&spec.name).ok(),
                 kind: spec.kind,
-                tiers,
+                steps,
+                max_attempts: spec.max_attempts,
+                stats: RouteStats::default(),
             });
             // Config validation refuses duplicate names; first wins if one slips through.
             table

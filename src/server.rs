@@ -20,7 +20,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::error::Error;
 use crate::gateway::Gateway;
 use crate::provider::Operation;
-use crate::request::ClientRequest;
+use crate::request::{ClientRequest, RequestOptions};
 use crate::upstream::Upstream;
 
 /// The gateway's routes.
@@ -163,8 +163,10 @@ async fn handle(gw: Arc<Gateway>, op: Operation, req: Request) -> Response {
     let snap = gw.snapshot();
     let limit = snap.config.max_body_bytes;
     let result = async {
+        let options = RequestOptions::from_headers(req.headers())?;
         let body = read_body(req, limit).await?;
-        let request = ClientRequest::parse(op, body)?;
+        let mut request = ClientRequest::parse(op, body)?;
+        request.options = options;
         crate::proxy::forward(Upstream::local(), snap, request).await
     }
     .await;

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::config::{Config, Endpoint};
 use crate::health::{Gate, Health};
 use crate::provider::OpenAi;
+use crate::proxy::FallbackLog;
 use crate::route::{Route, RouteTable, Tier};
 use crate::stats::{Live, MemoryRecorder, Recorder, clock_ns};
 use crate::upstream::Instance;
@@ -23,6 +24,8 @@ pub struct Snapshot {
     pub recorder: Arc<dyn Recorder>,
     /// Events, group breakers, the checker's wake-up: carried from snapshot to snapshot.
     pub health: Arc<Health>,
+    /// Requests that fell back or failed: carried from snapshot to snapshot.
+    pub fallbacks: Arc<FallbackLog>,
     /// For each instance (by index), the tiers it is a member of.
     tiers_of: Vec<Vec<Arc<Tier>>>,
     /// `GET /v1/models`, rendered once.
@@ -89,6 +92,7 @@ impl Snapshot {
         }
         let models_json = render_models(&routes);
         Self {
+            fallbacks: previous.map_or_else(Arc::default, |p| Arc::clone(&p.fallbacks)),
             health,
             tiers_of,
             recorder: Arc::new(MemoryRecorder),
@@ -116,12 +120,16 @@ impl Snapshot {
     /// its first tier with an eligible member, picked by that tier's strategy.
     pub fn select_instance(&self, route: &str) -> Option<&Arc<Instance>> {
         let now = clock_ns();
-        self.route(route)?.tiers.iter().find_map(|tier| {
-            let pick = tier
-                .strategy
-                .pick(&crate::balance::Candidates::new(&tier.members, now))?;
-            self.instances.get(tier.members[pick].instance)
-        })
+        self.route(route)?
+            .steps
+            .iter()
+            .map(|s| &s.tier)
+            .find_map(|tier| {
+                let pick = tier
+                    .strategy
+                    .pick(&crate::balance::Candidates::new(&tier.members, now))?;
+                self.instances.get(tier.members[pick].instance)
+            })
     }
 
     /// Instances that could take a request now.

@@ -239,6 +239,10 @@ pub struct Echelon {
     pub max_retries: Option<u32>,
     pub temperature: Option<f64>,
     pub max_tokens: Option<u32>,
+    /// Client `max_tokens` above the echelon's are lowered to it.
+    pub clamp_max_tokens: Option<bool>,
+    /// Seconds from dispatch to a stream's first content chunk.
+    pub ttft_timeout: Option<f64>,
 }
 
 /// `wrappers/*.toml`.

@@ -6,6 +6,7 @@
 //! - `groups`: task groups, pools and wrappers.
 //! - `routes`: every routing name in one list, clashes refused.
 
+mod global;
 mod groups;
 mod health;
 mod provider;
@@ -17,9 +18,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use super::raw;
-use super::{
-    ADMIN, Config, ConfigError, InstanceSpec, Issue, Overlay, RouteSpec, Source, TierSpec,
-};
+use super::{ADMIN, Config, ConfigError, InstanceSpec, Issue, Overlay, Source, TierSpec};
 use crate::balance::{ScoreWeights, StrategyKind};
 use crate::health::{BreakerPolicy, HealthPolicy};
 use groups::Lookup;
@@ -31,7 +30,12 @@ const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Distinct instances tried per tier when the config does not say (seed 001: three tries).
 const DEFAULT_TIER_ATTEMPTS: u32 = 3;
-const GROUP_FALLBACKS: &[&str] = &["echelon_down", "group_fallback", "model_rotate"];
+const GROUP_FALLBACKS: &[&str] = &[
+    "echelon_down",
+    "group_fallback",
+    "model_rotate",
+    "provider_failover",
+];
 const POOL_FALLBACKS: &[&str] = &["instance_rotation", "pool_fallback"];
 
 pub fn load(
@@ -270,11 +274,14 @@ impl Loader<'_> {
         };
 
         let mut deferred_groups = Vec::new();
+        let mut metas = BTreeMap::new();
         let mut groups: BTreeMap<String, Vec<Echelon>> = BTreeMap::new();
         for (name, file) in registry.task_groups.iter().filter(|(_, f)| f.enabled) {
-            if let Some(echelons) = self.task_group(name, &file.file, &lookup, &mut deferred_groups)
+            if let Some((echelons, meta)) =
+                self.task_group(name, &file.file, &lookup, &mut deferred_groups)
             {
                 groups.insert(name.clone(), echelons);
+                metas.insert(name.clone(), meta);
             }
         }
         for d in deferred_groups {
@@ -293,10 +300,12 @@ impl Loader<'_> {
         let mut deferred_pools = Vec::new();
         let mut pools: BTreeMap<String, TierSpec> = BTreeMap::new();
         let mut health = vec![None; instances.len()];
+        let mut pool_fallbacks = BTreeMap::new();
         for (name, file) in registry.pools.iter().filter(|(_, f)| f.enabled) {
-            if let Some((tier, policy)) =
+            if let Some((tier, policy, fallback)) =
                 self.pool(name, &file.file, &groups, &disabled, &mut deferred_pools)
             {
+                pool_fallbacks.insert(name.clone(), fallback);
                 let members = tier.members.iter().map(|m| m.instance);
                 health::merge(&mut health, members, policy, HealthPolicy::strictest);
                 pools.insert(name.clone(), tier);
@@ -325,9 +334,14 @@ impl Loader<'_> {
             }
         }
 
-        let mut wrappers: Vec<RouteSpec> = Vec::new();
+        let mut wrappers = Vec::new();
+        let mut globals = vec![(REGISTRY.to_owned(), registry.global.clone())];
         for file in registry.wrappers.values().filter(|f| f.enabled) {
-            self.wrappers(&file.file, &pools, &groups, &disabled, &mut wrappers);
+            if let Some(global) =
+                self.wrappers(&file.file, &pools, &groups, &disabled, &mut wrappers)
+            {
+                globals.push((file.file.clone(), global));
+            }
         }
 
         let registered: BTreeSet<&str> = [
@@ -365,7 +379,17 @@ impl Loader<'_> {
             }
         }
 
-        let routes = self.routes(wrappers, pools, groups, &models, &instances);
+        let provider_names: Vec<&str> = registry.providers.keys().map(String::as_str).collect();
+        let global = self.global(&globals, &provider_names);
+        let plans = routes::Plans {
+            pools: &pools,
+            pool_fallbacks: &pool_fallbacks,
+            groups: &groups,
+            metas: &metas,
+            instances: &instances,
+            default_attempts: global.max_attempts,
+        };
+        let routes = self.routes(&wrappers, &plans, &models);
         let mut warnings = Vec::new();
         let strict = match registry.global.get("config_validation").map(|v| v.as_str()) {
             None | Some(Some("strict")) => true,
@@ -396,6 +420,9 @@ impl Loader<'_> {
             }
         }
         Some(Config {
+            retry: global.retry,
+            request_timeout: global.request_timeout,
+            provider_chain: global.provider_chain,
             warnings,
             origin: self.source.describe(),
             listen,

@@ -79,14 +79,7 @@ pub(super) async fn start(
         body,
         guard,
         snap: Arc::clone(snap),
-        trace: Trace {
-            route: Arc::clone(&trace.route),
-            route_header: None,
-            started: trace.started,
-            attempts: trace.attempts,
-            tried: Vec::new(),
-            skipped: Vec::new(),
-        },
+        trace: trace.for_stream(),
         ttft: trace.started.elapsed(),
         attempt_ttft,
         idle,
@@ -213,6 +206,7 @@ impl Live {
             class: e.class,
             detail: format!("instance {:?}: {}", self.guard.instance().spec.id, e.detail),
             retry_after: None,
+            attempts: Vec::new(),
         };
         let mut out = Vec::with_capacity(64 + DONE.len());
         out.extend_from_slice(b"data: ");

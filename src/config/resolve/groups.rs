@@ -8,8 +8,47 @@ use super::{
     DEFAULT_TIER_ATTEMPTS, Deferred, Echelon, GROUP_FALLBACKS, Loader, POOL_FALLBACKS, REGISTRY,
     unknown,
 };
-use crate::config::{GroupSpec, InstanceSpec, MemberSpec, RouteKind, RouteSpec, TierSpec, raw};
+use crate::config::{GroupSpec, InstanceSpec, MemberSpec, TierSpec, raw};
 use crate::health::HealthPolicy;
+use crate::route::{Defaults, Rotate};
+
+/// What a wrapper stands for.
+pub(super) enum Target {
+    Pool(String),
+    Group(String),
+}
+
+/// How a task group falls back (`fallback_strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum GroupStrategy {
+    /// Every echelon by priority, then `fallback_groups`.
+    EchelonDown,
+    /// The first echelon, then straight to `fallback_groups`.
+    GroupFallback,
+    /// Like `echelon_down`; a failure moves to another model of the echelon.
+    ModelRotate,
+    /// Like `echelon_down`; a failure moves to another provider, and each echelon is followed
+    /// by its model names at other providers.
+    ProviderFailover,
+}
+
+impl GroupStrategy {
+    fn parse(s: &str) -> Self {
+        match s {
+            "group_fallback" => Self::GroupFallback,
+            "model_rotate" => Self::ModelRotate,
+            "provider_failover" => Self::ProviderFailover,
+            _ => Self::EchelonDown,
+        }
+    }
+}
+
+/// A task group's fallback settings, for building plans.
+pub(super) struct GroupMeta {
+    pub(super) strategy: GroupStrategy,
+    pub(super) fallback_groups: Vec<String>,
+    pub(super) max_attempts: Option<u32>,
+}
 
 impl Loader<'_> {
     pub(super) fn task_group(
@@ -18,7 +57,7 @@ impl Loader<'_> {
         file: &str,
         lookup: &Lookup<'_>,
         deferred: &mut Vec<Deferred>,
-    ) -> Option<Vec<Echelon>> {
+    ) -> Option<(Vec<Echelon>, GroupMeta)> {
         let tg = self.parse::<raw::TaskGroupFile>(file)?.task_group;
         self.check_name(file, "task_group.name", tg.name.as_deref(), name);
         for (key, value) in [
@@ -37,7 +76,7 @@ impl Loader<'_> {
                 }
             }
         }
-        self.seconds(
+        let retry_delay = self.seconds(
             tg.fallback.retry_delay.filter(|d| *d != 0.0),
             file,
             "task_group.fallback.retry_delay",
@@ -50,6 +89,35 @@ impl Loader<'_> {
             });
         }
         let breaker = self.breaker_policy(&tg.circuit_breaker, file);
+        let strategy = match (&tg.fallback_strategy, &tg.fallback.strategy) {
+            (Some(a), Some(b)) if a != b => {
+                self.issue(
+                    file,
+                    "task_group.fallback.strategy",
+                    format!("is {b:?} but task_group.fallback_strategy is {a:?}; say one"),
+                );
+                GroupStrategy::EchelonDown
+            }
+            (Some(s), _) | (None, Some(s)) => GroupStrategy::parse(s),
+            (None, None) => GroupStrategy::EchelonDown,
+        };
+        let rotate = match strategy {
+            GroupStrategy::ModelRotate => Rotate::Model,
+            GroupStrategy::ProviderFailover => Rotate::Provider,
+            _ => Rotate::Instance,
+        };
+        if tg.fallback.max_attempts == Some(0) {
+            self.issue(
+                file,
+                "task_group.fallback.max_attempts",
+                "must be at least 1",
+            );
+        }
+        let meta = GroupMeta {
+            strategy,
+            fallback_groups: tg.fallback.fallback_groups.clone(),
+            max_attempts: tg.fallback.max_attempts.filter(|n| *n > 0),
+        };
         if tg.echelons.is_empty() {
             self.issue(
                 file,
@@ -82,6 +150,29 @@ impl Loader<'_> {
             let strategy = self.strategy(e.strategy.as_deref(), file, &format!("{key}.strategy"));
             let score = self.score_weights(e.score_weights, file, &format!("{key}.score_weights"));
             let timeout = self.seconds(e.timeout, file, &format!("{key}.timeout"));
+            let ttft_timeout = self.seconds(e.ttft_timeout, file, &format!("{key}.ttft_timeout"));
+            if e.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+                self.issue(
+                    file,
+                    format!("{key}.temperature"),
+                    "must be between 0 and 2",
+                );
+            }
+            if e.max_tokens == Some(0) {
+                self.issue(file, format!("{key}.max_tokens"), "must be at least 1");
+            }
+            if e.clamp_max_tokens == Some(true) && e.max_tokens.is_none() {
+                self.issue(
+                    file,
+                    format!("{key}.clamp_max_tokens"),
+                    "needs max_tokens to clamp to",
+                );
+            }
+            let defaults = Defaults {
+                temperature: e.temperature,
+                max_tokens: e.max_tokens,
+                clamp_max_tokens: e.clamp_max_tokens.unwrap_or(false),
+            };
             let mut members: Vec<MemberSpec> = Vec::new();
             for (i, model) in e.models.iter().enumerate() {
                 match lookup.resolve(model) {
@@ -110,7 +201,12 @@ impl Loader<'_> {
                         max_attempts: e
                             .max_retries
                             .map_or(DEFAULT_TIER_ATTEMPTS, |r| r.saturating_add(1)),
+                        max_instance_attempts: 1,
                         timeout,
+                        ttft_timeout,
+                        retry_delay,
+                        rotate,
+                        defaults,
                         score,
                         group: Some(GroupSpec {
                             name: name.to_owned(),
@@ -121,7 +217,7 @@ impl Loader<'_> {
             ));
         }
         echelons.sort_by(|(pa, a), (pb, b)| pa.cmp(pb).then_with(|| natural(&a.name, &b.name)));
-        Some(echelons.into_iter().map(|(_, e)| e).collect())
+        Some((echelons.into_iter().map(|(_, e)| e).collect(), meta))
     }
 
     pub(super) fn pool(
@@ -131,7 +227,7 @@ impl Loader<'_> {
         groups: &BTreeMap<String, Vec<Echelon>>,
         disabled: &BTreeSet<&str>,
         deferred: &mut Vec<Deferred>,
-    ) -> Option<(TierSpec, HealthPolicy)> {
+    ) -> Option<(TierSpec, HealthPolicy, Vec<String>)> {
         let pool = self.parse::<raw::PoolFile>(file)?.pool;
         let health = self.health_policy(&pool.health_check, file);
         self.check_name(file, "pool.name", pool.name.as_deref(), name);
@@ -221,16 +317,32 @@ impl Loader<'_> {
             file,
             "pool.rotation_strategy.options.score_weights",
         );
+        let rounds = pool.fallback.max_instance_attempts.unwrap_or(1);
+        if rounds == 0 {
+            self.issue(
+                file,
+                "pool.fallback.max_instance_attempts",
+                "must be at least 1",
+            );
+        }
+        let rounds = rounds.max(1);
         let tier = TierSpec {
             label: name.to_owned(),
             strategy,
+            max_attempts: u32::try_from(members.len())
+                .unwrap_or(u32::MAX)
+                .saturating_mul(rounds),
             members,
-            max_attempts: DEFAULT_TIER_ATTEMPTS,
+            max_instance_attempts: rounds,
             timeout: None,
+            ttft_timeout: None,
+            retry_delay: None,
+            rotate: Rotate::Instance,
+            defaults: Defaults::default(),
             score,
             group: None,
         };
-        Some((tier, health))
+        Some((tier, health, pool.fallback.fallback_pools))
     }
 
     pub(super) fn wrappers(
@@ -239,14 +351,12 @@ impl Loader<'_> {
         pools: &BTreeMap<String, TierSpec>,
         groups: &BTreeMap<String, Vec<Echelon>>,
         disabled: &BTreeSet<&str>,
-        out: &mut Vec<RouteSpec>,
-    ) {
-        let Some(wf) = self.parse::<raw::WrapperFile>(file) else {
-            return;
-        };
+        out: &mut Vec<(String, Target)>,
+    ) -> Option<toml::Table> {
+        let wf = self.parse::<raw::WrapperFile>(file)?;
         for (name, w) in wf.wrappers.iter().filter(|(_, w)| w.enabled) {
             let key = format!("wrappers.{name}");
-            let tiers = match w.kind.as_str() {
+            let target = match w.kind.as_str() {
                 "pool" => {
                     let Some(target) = &w.pool_name else {
                         self.issue(
@@ -257,7 +367,7 @@ impl Loader<'_> {
                         continue;
                     };
                     match pools.get(target) {
-                        Some(tier) => vec![tier.clone()],
+                        Some(_) => Target::Pool(target.clone()),
                         None => {
                             self.issue(
                                 file,
@@ -278,7 +388,7 @@ impl Loader<'_> {
                         continue;
                     };
                     match groups.get(target) {
-                        Some(echelons) => echelons.iter().map(|e| e.tier.clone()).collect(),
+                        Some(_) => Target::Group(target.clone()),
                         None => {
                             self.issue(
                                 file,
@@ -300,16 +410,13 @@ impl Loader<'_> {
                     continue;
                 }
             };
-            if out.iter().any(|r| r.name == *name) {
+            if out.iter().any(|(n, _)| n == name) {
                 self.issue(file, key, format!("wrapper {name:?} is defined twice"));
                 continue;
             }
-            out.push(RouteSpec {
-                name: name.clone(),
-                kind: RouteKind::Wrapper,
-                tiers,
-            });
+            out.push((name.clone(), target));
         }
+        Some(wf.global)
     }
 }
 
