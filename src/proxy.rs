@@ -76,11 +76,16 @@ pub async fn forward(
             let Some(instance) = plan::pick(&snap, tier, &trace, &local, made > 0) else {
                 if round < tier.max_instance_attempts && plan::new_round(tier, &mut trace) {
                     round += 1;
+                    // The round starts anywhere but where the last one ended.
                     local.clear();
+                    local.extend(walk.last.as_ref().map(|(i, _)| i.index));
                     continue;
                 }
                 break;
             };
+            if round > 1 && tier.rotate == crate::route::Rotate::Instance {
+                local.clear();
+            }
             trace.tried.push(instance.index);
             // The gate's last word: a half-open breaker's trial permit, a slow start's ramp.
             let now = clock_ns();

@@ -325,3 +325,46 @@ fn mock_instances_answer_as_their_instance_unless_named() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn the_demo_plans_follow_echelons_then_fallback_groups_and_pools() {
+    let config = Config::demo().unwrap();
+    let plan = |name: &str| -> Vec<(String, &'static str)> {
+        let r = config.routes.iter().find(|r| r.name == name).unwrap();
+        (r.tiers.iter().zip(&r.steps))
+            .map(|(t, s)| (t.label.clone(), s.as_str()))
+            .collect()
+    };
+    let owned = |v: &[(&str, &'static str)]| -> Vec<(String, &'static str)> {
+        v.iter().map(|(l, s)| ((*l).to_owned(), *s)).collect()
+    };
+    // plan_group: its echelons, then fallback_groups (its own echelon2 already in: once).
+    assert_eq!(
+        plan("plan_group"),
+        owned(&[
+            ("plan_group.echelon1", "primary"),
+            ("plan_group.echelon2", "echelon_down"),
+            ("thinking_group.echelon1", "group_fallback"),
+        ])
+    );
+    // A pinned echelon: itself, then the group's fallback_groups.
+    assert_eq!(
+        plan("plan_group.echelon1"),
+        owned(&[
+            ("plan_group.echelon1", "primary"),
+            ("plan_group.echelon2", "group_fallback"),
+            ("thinking_group.echelon1", "group_fallback"),
+        ])
+    );
+    // thinking_pool falls back to fast_pool; the wrapper has the same plan.
+    let thinking = owned(&[("thinking_pool", "primary"), ("fast_pool", "pool_fallback")]);
+    assert_eq!(plan("thinking_pool"), thinking);
+    assert_eq!(plan("thinking"), thinking);
+    let fast_group = config
+        .routes
+        .iter()
+        .find(|r| r.name == "fast_group")
+        .unwrap();
+    assert_eq!(fast_group.max_attempts, Some(3));
+    assert!(config.retry.goes_on(crate::provider::ErrorClass::Server));
+}

@@ -308,3 +308,85 @@ pub(crate) fn note(
     };
     trace.attempt(step, inst.index, outcome, since, detail);
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::config::{Config, MemorySource};
+
+    fn snapshot() -> Snapshot {
+        let files = [
+            (
+                "_registry.toml",
+                "[global.error_handling]\nretry_delay = 1\nbackoff_factor = 2\nmax_retry_delay = 5\n[providers]\nup = { file = \"up.toml\" }\n[task_groups]\ng = { file = \"g.toml\" }\n",
+            ),
+            (
+                "up.toml",
+                "[provider]\ntype = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n[models.m]\n",
+            ),
+            (
+                "g.toml",
+                "[task_group]\n[task_group.echelons.e1]\nmodels = [\"up:m\"]\n",
+            ),
+        ];
+        let config = Config::load_with_env(&MemorySource::new(files), &|_| None).unwrap();
+        Snapshot::build(Arc::new(config), &HashMap::new(), None)
+    }
+
+    fn walk() -> Walk {
+        Walk {
+            last: None,
+            waits: 0,
+            pending: None,
+            refused_groups: false,
+            stopped: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_waits_follow_the_configured_schedule_on_the_paused_clock() {
+        let snap = snapshot();
+        let tier = snap.routes.tier("g.e1").unwrap();
+        let mut w = walk();
+        let mut waited = Vec::new();
+        for _ in 0..5 {
+            w.pending = Some(ErrorClass::Server);
+            let t0 = tokio::time::Instant::now();
+            assert!(backoff(&snap, tier, &mut w, None).await);
+            waited.push(t0.elapsed().as_secs_f64());
+        }
+        // retry_delay 1 s × 2^(k-1), capped at 5 s, jittered into the upper half.
+        for (got, full) in waited.iter().zip([1.0, 2.0, 4.0, 5.0, 5.0]) {
+            assert!(*got >= full / 2.0 && *got <= full, "{waited:?}");
+        }
+        // Connect errors move on at once; no wait counted.
+        w.pending = Some(ErrorClass::Connect);
+        let t0 = tokio::time::Instant::now();
+        assert!(backoff(&snap, tier, &mut w, None).await);
+        assert_eq!(t0.elapsed(), Duration::ZERO);
+        assert_eq!(w.waits, 5);
+        // A wait that would pass the deadline is not started: the walk stops.
+        w.pending = Some(ErrorClass::Timeout);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        let t0 = tokio::time::Instant::now();
+        assert!(!backoff(&snap, tier, &mut w, Some(deadline)).await);
+        assert_eq!(t0.elapsed(), Duration::ZERO);
+        assert!(w.stopped.is_some());
+    }
+
+    #[test]
+    fn the_deadline_bounds_each_attempt() {
+        let snap = snapshot();
+        let tier = snap.routes.tier("g.e1").unwrap();
+        let inst = &snap.instances[0];
+        assert_eq!(attempt_timeout(tier, inst, None), Some(inst.spec.timeout));
+        let soon = tokio::time::Instant::now() + Duration::from_millis(50);
+        assert!(attempt_timeout(tier, inst, Some(soon)).unwrap() <= Duration::from_millis(50));
+        let past = tokio::time::Instant::now() - Duration::from_millis(1);
+        assert_eq!(attempt_timeout(tier, inst, Some(past)), None);
+    }
+}
