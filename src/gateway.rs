@@ -347,6 +347,33 @@ mod tests {
         gw.register_instance(new_instance("gpt-4o-south")).unwrap();
     }
 
+    /// Seed 003's `execute_with_fallback`, on the demo's in-process mocks.
+    #[tokio::test]
+    async fn execute_with_fallback_serves_from_the_primary_or_its_fallbacks() {
+        let gw = demo().await;
+        let body = serde_json::json!({"messages": [{"role": "user", "content": "Plan my day"}]});
+        let reply = gw
+            .execute_with_fallback(
+                "plan_group.echelon1",
+                &["thinking_group.echelon1"],
+                body.clone(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(reply["object"], "chat.completion");
+        assert!(
+            reply["choices"][0]["message"]["content"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty())
+        );
+        let unknown = gw
+            .execute_with_fallback("plan_group.echelon1", &["nope"], body)
+            .await;
+        assert!(
+            matches!(unknown, Err(crate::error::Error::BadRequest(m)) if m.contains("\"nope\""))
+        );
+    }
+
     #[tokio::test]
     async fn live_state_survives_a_rebuild_and_a_strategy_switch_applies_to_every_route_sharing_the_tier()
      {

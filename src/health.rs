@@ -122,7 +122,7 @@ pub struct GroupBreaker {
     pub name: String,
     pub policy: BreakerPolicy,
     cell: BreakerCell,
-    /// Consecutive failed attempts through the group.
+    /// Consecutive requests the group could not serve.
     failures: Arc<dyn Cell>,
 }
 
@@ -273,7 +273,12 @@ impl Health {
                 }
                 let hp = &inst.spec.health;
                 if !live.gate().is_ejected() {
-                    if n >= hp.failure_threshold {
+                    if *class == ErrorClass::Auth {
+                        // A rejected key does not heal by itself: out now, back when a probe
+                        // (with the same key) passes.
+                        let why = "the upstream rejected this instance's credentials (401/403)";
+                        self.eject(snap, inst, why, now_ns);
+                    } else if n >= hp.failure_threshold {
                         let why = format!("{n} consecutive failures (last: {})", class.as_str());
                         self.eject(snap, inst, &why, now_ns);
                     } else {
@@ -546,7 +551,7 @@ impl Health {
         admit != Admit::Refused
     }
 
-    /// An attempt through `g` finished: `failed` when it counts against the group.
+    /// A request through `g` finished with it: `failed` when the group could not serve it.
     pub fn group_outcome(&self, g: &GroupBreaker, failed: bool, now_ns: u64) {
         if !failed {
             if g.failures.load() != 0 {

@@ -58,10 +58,10 @@ pub async fn forward(
         stopped: None,
     };
     let limit = plan.max_attempts.unwrap_or(u32::MAX);
-    let mut admitted = None;
+    let mut groups = plan::GroupRun::default();
     'steps: for (si, step) in plan.steps.iter().enumerate() {
         let tier = &*step.tier;
-        if !plan::group_admits(&snap, tier, &mut admitted) {
+        if !groups.enter(&snap, tier) {
             walk.refused_groups = true;
             continue;
         }
@@ -108,10 +108,12 @@ pub async fn forward(
             match tried {
                 Ok(response) => {
                     plan::note(&mut trace, si, &instance, Ok(()), since);
+                    groups.served(&snap);
                     return Ok(served(&snap, &plan, step, si, &trace, response));
                 }
                 Err(e) => {
                     plan::note(&mut trace, si, &instance, Err(&e), since);
+                    groups.failed(e.class);
                     let goes_on = snap.config.retry.goes_on(e.class);
                     if tier.rotate != crate::route::Rotate::Instance {
                         plan::rotate_away(&snap, tier, &instance, &trace.tried, &mut local);
@@ -126,6 +128,7 @@ pub async fn forward(
             }
         }
     }
+    groups.leave(&snap);
     if trace.attempts == 0 && !walk.refused_groups && walk.stopped.is_none() {
         // Nothing admitted anywhere: rather than fail, the least-bad instance (panic mode).
         let least = least_bad(&snap, &plan.steps, &trace);
@@ -188,8 +191,7 @@ fn served(
     response
 }
 
-/// One attempt, with everything it teaches: failure recorded (health included), a 429's
-/// cool-down, the task group breaker's verdict.
+/// One attempt, with what a failure teaches: recorded (health included), a 429's cool-down.
 async fn try_instance(
     upstream: &Upstream,
     snap: &Arc<Snapshot>,
@@ -202,12 +204,7 @@ async fn try_instance(
     trace.attempts += 1;
     let attempt_started = Instant::now();
     match attempt(upstream, snap, req, tier, instance, timeout, trace).await {
-        Ok(response) => {
-            if let Some(group) = &tier.group {
-                snap.health.group_outcome(group, false, clock_ns());
-            }
-            Ok(response)
-        }
+        Ok(response) => Ok(response),
         // Client faults come back as responses, so every error here is the instance's.
         Err(e) => {
             record(
@@ -220,10 +217,6 @@ async fn try_instance(
             let now = clock_ns();
             if let Some(rest) = e.cooldown {
                 snap.health.cool_down(instance, rest, now);
-            }
-            if let Some(group) = &tier.group {
-                snap.health
-                    .group_outcome(group, e.class.counts_against_instance(), now);
             }
             tracing::warn!(
                 route = %trace.route,

@@ -125,6 +125,23 @@ async fn echelon_down_walks_the_echelons_by_priority_then_fallback_groups() {
     // The echelon route: that echelon, then the group's fallback_groups (not `second`).
     let (_, path, _) = traced(&gw, "g.first", &[]).await;
     assert_eq!(path, ["g.first/a=server", "h.e1/c=ok"]);
+    // /admin/fallbacks: what served each route, and the requests that fell back.
+    let (status, fb) = admin(&client(), &gw, "GET", "/admin/fallbacks", None).await;
+    assert_eq!(status, 200, "{fb}");
+    let route = fb["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == "g")
+        .unwrap();
+    assert_eq!(route["served_by"]["group_fallback"], 1, "{route}");
+    assert_eq!(route["failed"], 0, "{route}");
+    let recent = fb["recent"].as_array().unwrap();
+    assert_eq!(recent.len(), 2, "{fb}");
+    assert_eq!(recent[0]["route"], "g");
+    assert_eq!(recent[0]["served_by"], "h.e1");
+    assert_eq!(recent[0]["step"], "group_fallback");
+    assert_eq!(recent[0]["attempts"], 3);
 }
 
 #[tokio::test]
@@ -365,10 +382,15 @@ async fn backoff_waits_grow_by_the_factor_and_the_walk_stops_at_the_deadline() {
     let took = started.elapsed();
     assert_eq!(status, 502, "{body}");
     assert!(path.len() < 5, "{path:?}");
+    // The walk stays inside 0.3 s; the client's own round trip adds a little.
     assert!(
-        took < Duration::from_millis(300),
+        took < Duration::from_millis(450),
         "took {took:?}, past the 0.3 s deadline"
     );
+    let spent: f64 = (body["error"]["attempts"].as_array().unwrap().iter())
+        .map(|a| a["latency_ms"].as_f64().unwrap())
+        .sum();
+    assert!(spent < 300.0, "{spent} ms in attempts");
     assert!(
         body["error"]["message"]
             .as_str()

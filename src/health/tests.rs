@@ -104,6 +104,15 @@ fn three_consecutive_failures_eject_and_strategies_skip_the_instance() {
 }
 
 #[test]
+fn a_rejected_key_ejects_at_once() {
+    let s = snapshot(3, 100);
+    hit(&s, "a", Outcome::Failure(ErrorClass::Auth), T0);
+    assert!(ejected(&s, "a"));
+    let why = &s.health.events.about("a", 1)[0].detail;
+    assert!(why.contains("credentials"), "{why}");
+}
+
+#[test]
 fn an_isolated_failure_now_and_then_is_no_event() {
     let s = snapshot(3, 3);
     let mut now = T0;
@@ -290,7 +299,7 @@ fn a_failed_trial_reopens_the_breaker() {
 }
 
 #[test]
-fn the_task_group_breaker_opens_on_a_run_of_failed_attempts_and_admits_n_trials() {
+fn the_task_group_breaker_opens_on_a_run_of_failed_requests_and_admits_n_trials() {
     let s = snapshot(50, 3);
     let tier = s.routes.tier("g.e1").unwrap();
     let g = tier.group.as_ref().unwrap();

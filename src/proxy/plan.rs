@@ -231,23 +231,57 @@ pub(crate) fn new_round(tier: &Tier, trace: &mut Trace) -> bool {
     trace.tried.len() < before
 }
 
-/// Echelons of one group are adjacent steps: its breaker admits the request once.
-pub(crate) fn group_admits<'t>(
-    snap: &Snapshot,
-    tier: &'t Tier,
-    admitted: &mut Option<&'t Arc<GroupBreaker>>,
-) -> bool {
-    let Some(group) = &tier.group else {
-        return true;
-    };
-    if admitted.is_some_and(|a| Arc::ptr_eq(a, group)) {
-        return true;
+/// The task group a request is walking through, for its breaker: the group admits the
+/// request once (its echelons are adjacent steps), and counts it once: served, or failed when
+/// the request leaves the group's tiers with only failed attempts there. One dead echelon
+/// whose next echelon serves is no failure of the group.
+#[derive(Default)]
+pub(crate) struct GroupRun<'t> {
+    current: Option<&'t Arc<GroupBreaker>>,
+    failures: u32,
+}
+
+impl<'t> GroupRun<'t> {
+    /// Entering `tier`; false if its group's breaker refuses the request.
+    pub fn enter(&mut self, snap: &Snapshot, tier: &'t Tier) -> bool {
+        match &tier.group {
+            Some(g) if self.current.is_some_and(|c| Arc::ptr_eq(c, g)) => true,
+            Some(g) => {
+                self.leave(snap);
+                if !snap.health.group_admit(g, clock_ns()) {
+                    return false;
+                }
+                self.current = Some(g);
+                true
+            }
+            None => {
+                self.leave(snap);
+                true
+            }
+        }
     }
-    if !snap.health.group_admit(group, clock_ns()) {
-        return false;
+
+    pub fn failed(&mut self, class: ErrorClass) {
+        if self.current.is_some() && class.counts_against_instance() {
+            self.failures += 1;
+        }
     }
-    *admitted = Some(group);
-    true
+
+    pub fn served(&mut self, snap: &Snapshot) {
+        if let Some(g) = self.current.take() {
+            snap.health.group_outcome(g, false, clock_ns());
+        }
+        self.failures = 0;
+    }
+
+    pub fn leave(&mut self, snap: &Snapshot) {
+        if let Some(g) = self.current.take() {
+            if self.failures > 0 {
+                snap.health.group_outcome(g, true, clock_ns());
+            }
+        }
+        self.failures = 0;
+    }
 }
 
 /// Wait out the backoff the last failure asks for, unless that passes the deadline (then
