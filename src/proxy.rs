@@ -288,7 +288,7 @@ async fn attempt(
         });
     }
     if req.stream && reply::is_event_stream(&head.headers) {
-        return stream::start(status, body, guard, snap, trace, deadline, timeout).await;
+        return stream::start(status, body, guard, snap, trace, deadline, timeout, None).await;
     }
     let body = reply::read_body(body, MAX_REPLY_BYTES, deadline).await?;
     let usage = reply::check(&body)?;

@@ -10,6 +10,17 @@ pub(crate) const DEFAULT_STREAM_CHUNKS: u32 = 8;
 /// Cap on content chunks, so a typo cannot ask for a reply of billions of words.
 pub(crate) const MAX_STREAM_CHUNKS: u32 = 100_000;
 
+/// How a stream goes wrong ([`Behavior::stream_fault`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StreamFault {
+    /// Drop the connection after this many content chunks.
+    Drop(u32),
+    /// Go silent after this many content chunks.
+    Stall(u32),
+    /// An error event instead of the first content chunk.
+    ErrorEvent,
+}
+
 /// What the mock does. Every field has a default, so `{}` (or an empty TOML table) is valid;
 /// unknown fields are rejected.
 #[derive(Clone, Debug, serde::Deserialize, serde::Serialize, PartialEq)]
@@ -37,6 +48,14 @@ pub struct Behavior {
     pub garbage: bool,
     /// After this many API requests, stop serving: close the listener and drop connections.
     pub die_after: Option<u64>,
+    /// Streams send the role chunk and this many content chunks, then drop the connection
+    /// (no `[DONE]`). 0: the role chunk only.
+    pub stream_fail_after: Option<u32>,
+    /// Streams send the role chunk and this many content chunks, then send nothing more until
+    /// the mock stops. 0: the role chunk only.
+    pub stream_stall_after: Option<u32>,
+    /// Streams send the role chunk, then an error event (`data: {"error": ...}`), then end.
+    pub stream_error_event: bool,
     /// Seed for the jitter and fail decisions.
     pub seed: u64,
 }
@@ -55,6 +74,9 @@ impl Default for Behavior {
             hang: false,
             garbage: false,
             die_after: None,
+            stream_fail_after: None,
+            stream_stall_after: None,
+            stream_error_event: false,
             seed: 0,
         }
     }
@@ -86,7 +108,37 @@ impl Behavior {
                 self.stream_chunks
             ));
         }
+        for (key, n) in [
+            ("stream_fail_after", self.stream_fail_after),
+            ("stream_stall_after", self.stream_stall_after),
+        ] {
+            if let Some(n) = n
+                && n > MAX_STREAM_CHUNKS
+            {
+                return Err(format!("{key} {n} is over {MAX_STREAM_CHUNKS}"));
+            }
+        }
+        let faults = [
+            self.stream_fail_after.is_some(),
+            self.stream_stall_after.is_some(),
+            self.stream_error_event,
+        ];
+        if faults.iter().filter(|&&f| f).count() > 1 {
+            return Err(
+                "at most one of stream_fail_after, stream_stall_after, stream_error_event".into(),
+            );
+        }
         Ok(())
+    }
+
+    /// The stream fault asked for; if several are set, the error event, then the drop.
+    pub(crate) fn stream_fault(&self) -> Option<StreamFault> {
+        if self.stream_error_event {
+            return Some(StreamFault::ErrorEvent);
+        }
+        self.stream_fail_after
+            .map(StreamFault::Drop)
+            .or(self.stream_stall_after.map(StreamFault::Stall))
     }
 
     /// The instance label: `name`, or "mock" when empty.
@@ -189,6 +241,23 @@ mod tests {
             name: "a\nb".into(),
             ..Behavior::default()
         });
+        bad(Behavior {
+            stream_fail_after: Some(MAX_STREAM_CHUNKS + 1),
+            ..Behavior::default()
+        });
+        let both = Behavior {
+            stream_fail_after: Some(1),
+            stream_error_event: true,
+            ..Behavior::default()
+        };
+        assert!(bad(both.clone()).contains("at most one"));
+        assert_eq!(both.stream_fault(), Some(StreamFault::ErrorEvent));
+        assert_eq!(Behavior::default().stream_fault(), None);
+        let stall = Behavior {
+            stream_stall_after: Some(0),
+            ..Behavior::default()
+        };
+        assert_eq!(stall.stream_fault(), Some(StreamFault::Stall(0)));
         let b = Behavior {
             name: String::new(),
             fail_rate: f64::NAN,

@@ -49,6 +49,15 @@ pub struct MockArgs {
     /// Stop serving after this many API requests.
     #[arg(long, value_name = "N")]
     pub die_after: Option<u64>,
+    /// Streams: the role chunk and N content chunks, then the connection drops.
+    #[arg(long, value_name = "N")]
+    pub stream_fail_after: Option<u32>,
+    /// Streams: the role chunk and N content chunks, then silence until the mock stops.
+    #[arg(long, value_name = "N")]
+    pub stream_stall_after: Option<u32>,
+    /// Streams: the role chunk, then an error event, then the end.
+    #[arg(long)]
+    pub stream_error_event: bool,
     /// Seed for the jitter and failure decisions.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
@@ -87,6 +96,9 @@ impl MockArgs {
             hang: self.hang,
             garbage: self.garbage,
             die_after: self.die_after,
+            stream_fail_after: self.stream_fail_after,
+            stream_stall_after: self.stream_stall_after,
+            stream_error_event: self.stream_error_event,
             seed: self.seed,
         }
     }
@@ -180,6 +192,11 @@ mod tests {
             "--garbage",
             "--die-after",
             "9",
+            "--stream-fail-after",
+            "2",
+            "--stream-stall-after",
+            "3",
+            "--stream-error-event",
             "--seed",
             "11",
         ])
@@ -197,6 +214,9 @@ mod tests {
             hang: true,
             garbage: true,
             die_after: Some(9),
+            stream_fail_after: Some(2),
+            stream_stall_after: Some(3),
+            stream_error_event: true,
             seed: 11,
         };
         assert_eq!(args.behavior(), want);

@@ -157,8 +157,10 @@ fn generate(
             interval: behavior.chunk_interval(),
             include_usage: req.include_usage,
             prompt_tokens: req.prompt_tokens,
+            fault: behavior.stream_fault(),
         };
-        return sse_response(plan, Arc::clone(&shared.stats), in_flight);
+        let (stats, life) = (Arc::clone(&shared.stats), Arc::clone(&shared.life));
+        return sse_response(plan, stats, life, in_flight);
     }
     let value = match kind {
         StreamKind::Chat => {

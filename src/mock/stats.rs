@@ -34,7 +34,8 @@ pub struct StatsSnapshot {
     pub embeddings: u64,
     /// Requests to `GET /v1/models`.
     pub models: u64,
-    /// Requests answered with an injected failure (`status`, `fail_rate`) or dropped by `die_after`.
+    /// Requests answered with an injected failure (`status`, `fail_rate`, a stream fault) or
+    /// dropped by `die_after`.
     pub failed: u64,
     /// Streamed replies begun.
     pub streams_started: u64,

@@ -4,8 +4,11 @@
 //!
 //! Event order: (chat only) a role chunk; one chunk per content word; a finish chunk with
 //! `finish_reason: "stop"`; a usage chunk with `choices: []` if asked for; `data: [DONE]`.
+//! A [`StreamFault`] cuts it short after the role chunk and N content chunks (at most all of
+//! them): the connection drops, the stream goes silent until the mock stops, or (instead of
+//! any content) an error event ends it.
 
-use std::convert::Infallible;
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +18,9 @@ use http::header::CACHE_CONTROL;
 use http::{HeaderValue, StatusCode};
 use serde_json::{Value, json};
 
+use super::behavior::StreamFault;
 use super::error::raw_response;
+use super::lifecycle::Lifecycle;
 use super::reply::{piece, usage};
 use super::stats::{InFlight, MockStats};
 
@@ -37,6 +42,7 @@ pub(crate) struct StreamPlan {
     pub(crate) interval: Option<Duration>,
     pub(crate) include_usage: bool,
     pub(crate) prompt_tokens: u64,
+    pub(crate) fault: Option<StreamFault>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -46,13 +52,22 @@ enum Step {
     Finish,
     Usage,
     Done,
+    /// Faults: an error event, a dropped connection, silence.
+    ErrorEvent,
+    Drop,
+    Stall,
     End,
 }
+
+/// The error event `stream_error_event` sends.
+const ERROR_EVENT: &[u8] =
+    b"data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n";
 
 struct State {
     plan: StreamPlan,
     step: Step,
     stats: Arc<MockStats>,
+    life: Arc<Lifecycle>,
     _in_flight: InFlight,
 }
 
@@ -91,7 +106,19 @@ impl StreamPlan {
     fn first_step(&self) -> Step {
         match self.kind {
             StreamKind::Chat => Step::Role,
-            StreamKind::Completion => Step::Content(1),
+            StreamKind::Completion => self.after_content(0),
+        }
+    }
+
+    /// The step after `sent` content chunks.
+    fn after_content(&self, sent: u32) -> Step {
+        let cut = |n: u32| sent >= n.min(self.chunks);
+        match self.fault {
+            Some(StreamFault::ErrorEvent) if sent == 0 => Step::ErrorEvent,
+            Some(StreamFault::Drop(n)) if cut(n) => Step::Drop,
+            Some(StreamFault::Stall(n)) if cut(n) => Step::Stall,
+            _ if sent < self.chunks => Step::Content(sent + 1),
+            _ => Step::Finish,
         }
     }
 }
@@ -101,14 +128,14 @@ fn event(value: &Value) -> Bytes {
 }
 
 impl State {
-    /// Produces the next SSE event, or `None` after `[DONE]`.
-    async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
+    /// Produces the next SSE event, or `None` after `[DONE]` (or a fault).
+    async fn next(mut self) -> Option<(io::Result<Bytes>, Self)> {
         let plan = &self.plan;
         let (bytes, next) = match self.step {
             Step::Role => {
                 let delta = json!({ "role": "assistant", "content": "" });
                 let chunk = plan.chunk(Some(plan.choice(delta, "", None)), None);
-                (event(&chunk), Step::Content(1))
+                (event(&chunk), plan.after_content(0))
             }
             Step::Content(k) => {
                 if let Some(pause) = plan.interval {
@@ -118,12 +145,7 @@ impl State {
                 let delta = json!({ "content": text });
                 let chunk = plan.chunk(Some(plan.choice(delta, &text, None)), None);
                 self.stats.count_chunk();
-                let next = if k < plan.chunks {
-                    Step::Content(k + 1)
-                } else {
-                    Step::Finish
-                };
-                (event(&chunk), next)
+                (event(&chunk), plan.after_content(k))
             }
             Step::Finish => {
                 let chunk = plan.chunk(Some(plan.choice(json!({}), "", Some("stop"))), None);
@@ -142,6 +164,24 @@ impl State {
                 self.stats.count_stream_completed();
                 (Bytes::from_static(b"data: [DONE]\n\n"), Step::End)
             }
+            Step::ErrorEvent => {
+                self.stats.count_failed();
+                (Bytes::from_static(ERROR_EVENT), Step::End)
+            }
+            Step::Stall => {
+                self.stats.count_failed();
+                self.life.stopping().await;
+                self.step = Step::End;
+                return Some((Err(io::Error::other("mock stopped")), self));
+            }
+            Step::Drop => {
+                // A body error makes the server abort the connection: no last chunk, no [DONE].
+                // Pending once first, so the server flushes what was sent before it.
+                self.stats.count_failed();
+                tokio::task::yield_now().await;
+                self.step = Step::End;
+                return Some((Err(io::Error::other("stream_fail_after")), self));
+            }
             Step::End => return None,
         };
         self.step = next;
@@ -153,6 +193,7 @@ impl State {
 pub(crate) fn sse_response(
     plan: StreamPlan,
     stats: Arc<MockStats>,
+    life: Arc<Lifecycle>,
     in_flight: InFlight,
 ) -> Response {
     stats.count_stream_started();
@@ -160,6 +201,7 @@ pub(crate) fn sse_response(
         step: plan.first_step(),
         plan,
         stats,
+        life,
         _in_flight: in_flight,
     };
     let body = Body::from_stream(futures_util::stream::unfold(state, State::next));
@@ -187,9 +229,10 @@ mod tests {
             interval: None,
             include_usage: true,
             prompt_tokens: 4,
+            fault: None,
         };
         let guard = stats.in_flight();
-        let response = sse_response(plan, Arc::clone(&stats), guard);
+        let response = sse_response(plan, Arc::clone(&stats), Lifecycle::new(), guard);
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let text = String::from_utf8(body.to_vec()).unwrap();
         let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();

@@ -192,3 +192,86 @@ async fn client_disconnect_releases_in_flight() {
         (0, 1, 0)
     );
 }
+
+/// Sends a streamed chat request; the `data:` payloads received and whether the body broke
+/// (the connection dropped) rather than ended. `stop` is called once `wait_for` events came.
+async fn faulty_stream(
+    mock: &super::MockHandle,
+    wait_for: usize,
+    stop: impl FnOnce(),
+) -> (Vec<String>, bool) {
+    let url = format!("{}/chat/completions", mock.base_url());
+    let response = client()
+        .post(url)
+        .body(stream_chat(None).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    let mut stop = Some(stop);
+    let broke = loop {
+        match body.next().await {
+            None => break false,
+            Some(Err(_)) => break true,
+            Some(Ok(bytes)) => text.push_str(std::str::from_utf8(&bytes).unwrap()),
+        }
+        if text.matches("\n\n").count() >= wait_for {
+            if let Some(stop) = stop.take() {
+                stop();
+            }
+        }
+    };
+    (super::test_util::sse_data(&text), broke)
+}
+
+#[tokio::test]
+async fn stream_faults_cut_the_stream_short() {
+    for n in [0, 2] {
+        let mock = start(Behavior {
+            stream_fail_after: Some(n),
+            ..Behavior::default()
+        })
+        .await;
+        let (events, broke) = faulty_stream(&mock, usize::MAX, || {}).await;
+        assert!(broke, "the connection dropped: {events:?}");
+        assert_eq!(events.len(), 1 + n as usize, "{events:?}");
+        assert_eq!(
+            parse(&events[0])["choices"][0]["delta"]["role"],
+            "assistant"
+        );
+        let s = mock.stats();
+        assert_eq!(
+            (s.chunks_sent, s.failed, s.streams_completed),
+            (u64::from(n), 1, 0)
+        );
+    }
+
+    let mock = start(Behavior {
+        stream_error_event: true,
+        ..Behavior::default()
+    })
+    .await;
+    let (events, broke) = faulty_stream(&mock, usize::MAX, || {}).await;
+    assert!(!broke);
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(parse(&events[1])["error"]["message"], "overloaded");
+    assert_eq!(mock.stats().chunks_sent, 0);
+
+    // Silent after one content chunk until the mock stops.
+    let mock = start(Behavior {
+        stream_stall_after: Some(1),
+        ..Behavior::default()
+    })
+    .await;
+    let handle = &mock;
+    let (events, broke) = faulty_stream(handle, 2, || handle.shared.life.stop_hard()).await;
+    assert!(broke);
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(
+        parse(&events[1])["choices"][0]["delta"]["content"],
+        "[mock] mock reply 1"
+    );
+    assert_eq!(mock.stats().streams_completed, 0);
+}

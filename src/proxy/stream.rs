@@ -1,15 +1,25 @@
 //! Streaming replies: Server-Sent Events forwarded chunk by chunk as they arrive, never
-//! buffered whole. The first chunk is awaited before anything reaches the client, so an
-//! instance that stalls or answers garbage before its first event is failed over like any
-//! other. After that the stream is committed: a later upstream failure ends it with an
-//! OpenAI-style error event and `[DONE]`.
+//! buffered whole.
 //!
-//! A light scanner watches the `data:` lines going past for `[DONE]` and `usage`, without
-//! re-framing or copying the chunks it forwards.
+//! A stream is committed at its first *content* event: a chunk with non-empty content, tool
+//! calls, a function call, a refusal or legacy `text`, a `finish_reason`, or `usage`; or
+//! `data: [DONE]` (an empty completion). The events before it that carry nothing (a role-only
+//! delta, empty `choices`, comments and keep-alives) are held back, at most
+//! [`MAX_HELD_BYTES`] or [`MAX_HELD_EVENTS`] of them (past that the stream commits anyway).
+//! Until the commit point nothing reaches the client, so every failure is the attempt's error
+//! and the proxy fails over: a transport error, EOF, the deadline or the TTFT limit, a body
+//! that is not SSE, an event that is not JSON, or an error event (`data: {"error": ...}`).
+//! At the commit point the held-back events are sent first, in order, then everything as it
+//! arrives; a later upstream failure ends the stream with an OpenAI-style error event and
+//! `[DONE]`, recorded against the instance.
+//!
+//! Only the held-back events are parsed. After the commit point a light scanner watches the
+//! `data:` lines going past for `[DONE]` and `usage`, without re-framing or copying the chunks
+//! it forwards.
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::response::Response;
@@ -17,6 +27,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use serde_json::Value;
 
 use super::reply::{self, Usage};
 use super::{Trace, add_trace_headers, log_done};
@@ -30,6 +41,21 @@ use crate::upstream::{AttemptError, InFlight, transport_error};
 const MAX_LINE: usize = 1 << 20;
 const DONE: &[u8] = b"data: [DONE]\n\n";
 
+/// Stop holding back non-content events past this many bytes (64 KiB) and commit anyway.
+const MAX_HELD_BYTES: usize = 64 << 10;
+/// Stop holding back non-content events past this many events and commit anyway.
+const MAX_HELD_EVENTS: usize = 32;
+
+/// Await the stream's commit point (its first content event), then hand the client a
+/// response that replays the held-back events and forwards the rest as it arrives. Every
+/// failure before the commit point is this attempt's `Err`, so the proxy fails over.
+///
+/// `deadline` bounds the whole wait for the commit point; `ttft`, if given, bounds the time
+/// from dispatch to it; `idle` bounds each gap between chunks after it.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one attempt's state, passed straight from proxy::attempt"
+)]
 pub(super) async fn start(
     status: StatusCode,
     mut body: Incoming,
@@ -38,34 +64,11 @@ pub(super) async fn start(
     trace: &Trace,
     deadline: tokio::time::Instant,
     idle: Duration,
+    ttft: Option<Duration>,
 ) -> Result<Response, AttemptError> {
-    let first = match tokio::time::timeout_at(deadline, next_data(&mut body)).await {
-        Err(_) => {
-            return Err(AttemptError::new(
-                ErrorClass::Timeout,
-                "no stream event before the timeout",
-            ));
-        }
-        Ok(None) => {
-            return Err(AttemptError::new(
-                ErrorClass::Malformed,
-                "stream ended before its first event",
-            ));
-        }
-        Ok(Some(Err(e))) => return Err(transport_error(&e)),
-        Ok(Some(Ok(chunk))) => chunk,
-    };
-    if !looks_like_sse(&first) {
-        return Err(AttemptError::new(
-            ErrorClass::Malformed,
-            format!(
-                "stream is not Server-Sent Events: {}",
-                reply::snippet(&first)
-            ),
-        ));
-    }
     let mut scan = Scan::default();
-    scan.feed(&first);
+    let limit = Limit::new(deadline, guard.since(), ttft);
+    let first = until_commit(&mut body, limit, &mut scan).await?;
     let mut headers = http::HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
@@ -94,6 +97,7 @@ pub(super) async fn start(
 }
 
 enum State {
+    /// Committed: the held-back events, up to and including the first content, go out first.
     First(Bytes, Live),
     Live(Live),
     Done,
@@ -138,9 +142,9 @@ struct Live {
     guard: InFlight,
     snap: Arc<Snapshot>,
     trace: Trace,
-    /// First event, from the request's start (what the access log reports).
+    /// The commit point (first content), from the request's start (what the access log reports).
     ttft: Duration,
-    /// This attempt's first event, from its dispatch (what the balancer learns).
+    /// This attempt's commit point, from its dispatch (what the balancer learns).
     attempt_ttft: Duration,
     idle: Duration,
     scan: Scan,
@@ -150,7 +154,7 @@ struct Live {
 /// How a committed stream ended.
 enum End<'a> {
     Clean,
-    /// The upstream failed after the first event.
+    /// The upstream failed after the commit point.
     Failed(&'a AttemptError),
     /// The client went away mid-stream: not the instance's fault.
     ClientClosed,
@@ -249,6 +253,275 @@ fn looks_like_sse(chunk: &[u8]) -> bool {
         || text.is_empty()
 }
 
+/// How long the wait for the commit point may take, and which limit ends it first.
+#[derive(Clone, Copy)]
+struct Limit {
+    at: tokio::time::Instant,
+    /// `Some(ttft)` when the TTFT limit is the earlier one.
+    ttft: Option<Duration>,
+}
+
+impl Limit {
+    fn new(deadline: tokio::time::Instant, dispatched: Instant, ttft: Option<Duration>) -> Self {
+        let by_ttft = ttft.and_then(|t| Some((dispatched.checked_add(t)?, t)));
+        match by_ttft {
+            Some((at, t)) if tokio::time::Instant::from_std(at) < deadline => Self {
+                at: tokio::time::Instant::from_std(at),
+                ttft: Some(t),
+            },
+            _ => Self {
+                at: deadline,
+                ttft: None,
+            },
+        }
+    }
+
+    fn expired(self) -> AttemptError {
+        let detail = match self.ttft {
+            Some(t) => format!("no content within {} ms", t.as_millis()),
+            None => "no stream content before the timeout".to_owned(),
+        };
+        AttemptError::new(ErrorClass::Timeout, detail)
+    }
+}
+
+/// Read the stream up to its commit point: the first content-bearing event, `[DONE]`, or
+/// [`MAX_HELD_BYTES`] / [`MAX_HELD_EVENTS`] of events without content. Returns the bytes read
+/// so far (fed to `scan` too), or why this attempt failed before anything reached the client.
+async fn until_commit(
+    body: &mut Incoming,
+    limit: Limit,
+    scan: &mut Scan,
+) -> Result<Bytes, AttemptError> {
+    let mut held: Vec<Bytes> = Vec::new();
+    let mut size = 0;
+    let mut gate = Gate::default();
+    loop {
+        let chunk = match tokio::time::timeout_at(limit.at, next_data(body)).await {
+            Err(_) => return Err(limit.expired()),
+            Ok(None) => {
+                let detail = if size == 0 {
+                    "stream ended before its first event"
+                } else {
+                    "stream ended before its first content"
+                };
+                return Err(AttemptError::new(ErrorClass::Malformed, detail));
+            }
+            Ok(Some(Err(e))) => return Err(transport_error(&e)),
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        if size == 0 && !looks_like_sse(&chunk) {
+            return Err(not_sse(&chunk));
+        }
+        scan.feed(&chunk);
+        size += chunk.len();
+        let verdict = gate.feed(&chunk);
+        held.push(chunk);
+        match verdict {
+            Verdict::Fail(e) => return Err(e),
+            Verdict::Commit => break,
+            Verdict::Hold if size >= MAX_HELD_BYTES || gate.events >= MAX_HELD_EVENTS => break,
+            Verdict::Hold => {}
+        }
+    }
+    Ok(match held.len() {
+        1 => held.swap_remove(0),
+        _ => Bytes::from(held.concat()),
+    })
+}
+
+fn not_sse(bytes: &[u8]) -> AttemptError {
+    AttemptError::new(
+        ErrorClass::Malformed,
+        format!(
+            "stream is not Server-Sent Events: {}",
+            reply::snippet(bytes)
+        ),
+    )
+}
+
+/// What one held-back event says about the stream.
+#[derive(Debug)]
+enum Verdict {
+    /// No content yet: keep holding back.
+    Hold,
+    /// The commit point: content, a finish, usage or `[DONE]`.
+    Commit,
+    /// The attempt failed (an error event, a malformed event).
+    Fail(AttemptError),
+}
+
+/// Splits the bytes before the commit point into SSE events and judges each one.
+#[derive(Default)]
+struct Gate {
+    /// The line being read (bytes after the last newline).
+    line: Vec<u8>,
+    /// The `data:` lines of the event being read, joined by `\n`.
+    data: Vec<u8>,
+    has_data: bool,
+    /// Whether the event being read has a line yet.
+    open: bool,
+    /// Events finished so far (comment-only blocks included).
+    events: usize,
+}
+
+impl Gate {
+    fn feed(&mut self, mut chunk: &[u8]) -> Verdict {
+        while let Some(pos) = chunk.iter().position(|&b| b == b'\n') {
+            let (line, rest) = chunk.split_at(pos);
+            chunk = &rest[1..];
+            let verdict = if self.line.is_empty() {
+                self.line_done(line)
+            } else {
+                let mut joined = std::mem::take(&mut self.line);
+                joined.extend_from_slice(line);
+                self.line_done(&joined)
+            };
+            if !matches!(verdict, Verdict::Hold) {
+                return verdict;
+            }
+        }
+        self.line.extend_from_slice(chunk);
+        Verdict::Hold
+    }
+
+    fn line_done(&mut self, line: &[u8]) -> Verdict {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            if !std::mem::take(&mut self.open) {
+                return Verdict::Hold;
+            }
+            self.events += 1;
+            if !std::mem::take(&mut self.has_data) {
+                return Verdict::Hold;
+            }
+            let data = std::mem::take(&mut self.data);
+            return judge(&data);
+        }
+        self.open = true;
+        let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+        if line.starts_with(b":") {
+            return Verdict::Hold;
+        }
+        let (field, value) = match line.iter().position(|&b| b == b':') {
+            Some(colon) => (&line[..colon], &line[colon + 1..]),
+            None => (line, &b""[..]),
+        };
+        match field {
+            b"data" => {
+                if self.has_data {
+                    self.data.push(b'\n');
+                }
+                self.data
+                    .extend_from_slice(value.strip_prefix(b" ").unwrap_or(value));
+                self.has_data = true;
+                Verdict::Hold
+            }
+            b"event" | b"id" | b"retry" => Verdict::Hold,
+            _ => Verdict::Fail(not_sse(line)),
+        }
+    }
+}
+
+/// One held-back event's data: `[DONE]` and content commit, an error event or a payload that
+/// is not JSON fails the attempt, anything else (a role-only chunk, empty choices) is held.
+fn judge(data: &[u8]) -> Verdict {
+    if data == b"[DONE]" {
+        return Verdict::Commit;
+    }
+    if data.iter().all(u8::is_ascii_whitespace) {
+        return Verdict::Hold;
+    }
+    let Ok(event) = serde_json::from_slice::<Value>(data) else {
+        return Verdict::Fail(AttemptError::new(
+            ErrorClass::Malformed,
+            format!("stream event is not JSON: {}", reply::snippet(data)),
+        ));
+    };
+    if let Some(error) = event.get("error").filter(|e| !e.is_null()) {
+        return Verdict::Fail(error_event(error));
+    }
+    if carries_content(&event) {
+        Verdict::Commit
+    } else {
+        Verdict::Hold
+    }
+}
+
+/// Whether a chunk carries content: any choice with a non-empty `delta.content`,
+/// `delta.tool_calls`, `delta.function_call`, `delta.refusal` or `text`, or a non-null
+/// `finish_reason`; or the chunk has `usage`.
+fn carries_content(event: &Value) -> bool {
+    fn present(v: Option<&Value>) -> bool {
+        v.is_some_and(|v| !v.is_null())
+    }
+    fn non_empty(v: Option<&Value>) -> bool {
+        match v {
+            None | Some(Value::Null) => false,
+            Some(Value::String(s)) => !s.is_empty(),
+            Some(Value::Array(a)) => !a.is_empty(),
+            Some(Value::Object(o)) => !o.is_empty(),
+            Some(_) => true,
+        }
+    }
+    if present(event.get("usage")) {
+        return true;
+    }
+    let Some(choices) = event.get("choices").and_then(Value::as_array) else {
+        return false;
+    };
+    choices.iter().any(|choice| {
+        present(choice.get("finish_reason"))
+            || non_empty(choice.get("text"))
+            || choice.get("delta").is_some_and(|delta| {
+                ["content", "tool_calls", "function_call", "refusal"]
+                    .iter()
+                    .any(|k| non_empty(delta.get(*k)))
+            })
+    })
+}
+
+/// An upstream's error event (`data: {"error": {...}}`) before any content: a server error,
+/// or rate limiting when the error says so (code or status 429, a `rate_limit` code or type,
+/// "rate limit" in the message).
+fn error_event(error: &Value) -> AttemptError {
+    let text = |k: &str| error.get(k).and_then(Value::as_str).unwrap_or_default();
+    let message = match error.as_str() {
+        Some(s) => s,
+        None => text("message"),
+    };
+    let is_429 = |k: &str| match error.get(k) {
+        Some(Value::Number(n)) => n.as_u64() == Some(429),
+        Some(Value::String(s)) => s.trim() == "429",
+        _ => false,
+    };
+    let says_rate_limit = |s: &str| {
+        let s = s.to_ascii_lowercase();
+        s.contains("rate_limit") || s.contains("rate limit") || s.contains("ratelimit")
+    };
+    let rate_limited = is_429("code")
+        || is_429("status")
+        || says_rate_limit(text("code"))
+        || says_rate_limit(text("type"))
+        || says_rate_limit(message);
+    let shown = if message.is_empty() {
+        error.to_string()
+    } else {
+        message.to_owned()
+    };
+    let detail = format!(
+        "error event before the first content: {}",
+        reply::snippet(shown.as_bytes())
+    );
+    if rate_limited {
+        let mut e = AttemptError::new(ErrorClass::RateLimited, detail);
+        e.cooldown = Some(crate::health::cooldown::DEFAULT_COOLDOWN);
+        e
+    } else {
+        AttemptError::new(ErrorClass::Server, detail)
+    }
+}
+
 /// Watches SSE lines for `[DONE]` and usage.
 #[derive(Default)]
 struct Scan {
@@ -329,5 +602,126 @@ mod tests {
         assert!(looks_like_sse(b"\n\nevent: x\n"));
         assert!(!looks_like_sse(b"this is not json <<<"));
         assert!(!looks_like_sse(b"{\"error\":1}"));
+    }
+
+    fn verdict(event: &str) -> Verdict {
+        Gate::default().feed(event.as_bytes())
+    }
+
+    fn commits(event: &str) -> bool {
+        match verdict(event) {
+            Verdict::Commit => true,
+            Verdict::Hold => false,
+            Verdict::Fail(e) => panic!("{event}: failed: {} {}", e.class.as_str(), e.detail),
+        }
+    }
+
+    fn fails(event: &str) -> AttemptError {
+        match verdict(event) {
+            Verdict::Fail(e) => e,
+            other => panic!("{event}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn events_without_content_are_held_back() {
+        let role = "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n";
+        assert!(!commits(role));
+        assert!(!commits("data: {\"choices\":[],\"usage\":null}\n\n"));
+        assert!(!commits(
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[]}}]}\n\n"
+        ));
+        assert!(!commits(": keep-alive\n\n"));
+        assert!(!commits("event: message\nid: 1\nretry: 10\n\n"));
+        assert!(!commits("data:\n\n"));
+        // A complete content event not yet ended by its blank line is not judged yet.
+        assert!(!commits(
+            "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n"
+        ));
+    }
+
+    #[test]
+    fn content_finish_usage_and_done_commit() {
+        let chunk = |choice: &str| format!("data: {{\"choices\":[{choice}]}}\n\n");
+        assert!(commits(&chunk(r#"{"delta":{"content":"hi"}}"#)));
+        assert!(commits(&chunk(
+            r#"{"delta":{"tool_calls":[{"index":0,"id":"c","function":{"name":"f"}}]}}"#
+        )));
+        assert!(commits(&chunk(
+            r#"{"delta":{"function_call":{"name":"f"}}}"#
+        )));
+        assert!(commits(&chunk(r#"{"delta":{"refusal":"no"}}"#)));
+        assert!(commits(&chunk(r#"{"text":"legacy","finish_reason":null}"#)));
+        assert!(commits(&chunk(r#"{"delta":{},"finish_reason":"stop"}"#)));
+        // The second choice has the content.
+        assert!(commits(&chunk(
+            r#"{"delta":{"role":"assistant"}},{"delta":{"content":"x"}}"#
+        )));
+        assert!(commits(
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":0}}\n\n"
+        ));
+        assert!(commits("data: [DONE]\n\n"));
+        assert!(commits("data: [DONE]\r\n\r\n"));
+    }
+
+    #[test]
+    fn a_role_chunk_then_content_commits_at_the_content_across_chunk_boundaries() {
+        let events = "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n\
+                      : ping\n\n\
+                      data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n";
+        for split in 0..events.len() {
+            let mut gate = Gate::default();
+            let (a, b) = events.as_bytes().split_at(split);
+            let first = gate.feed(a);
+            assert!(matches!(first, Verdict::Hold), "split at {split}");
+            assert!(matches!(gate.feed(b), Verdict::Commit), "split at {split}");
+            assert_eq!(gate.events, 3, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn error_events_and_garbage_fail_the_attempt() {
+        let e =
+            fails("data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n");
+        assert_eq!(e.class, ErrorClass::Server);
+        assert!(e.detail.contains("overloaded"), "{}", e.detail);
+        assert_eq!(e.cooldown, None);
+        for limited in [
+            r#"{"error":{"message":"slow down","code":429}}"#,
+            r#"{"error":{"message":"slow down","code":"rate_limit_exceeded"}}"#,
+            r#"{"type":"error","error":{"type":"rate_limit_error","message":"x"}}"#,
+            r#"{"error":{"message":"Rate limit reached for requests"}}"#,
+        ] {
+            let e = fails(&format!("data: {limited}\n\n"));
+            assert_eq!(e.class, ErrorClass::RateLimited, "{limited}");
+            assert!(e.cooldown.is_some());
+        }
+        let e = fails("data: this is not json <<<\n\n");
+        assert_eq!(e.class, ErrorClass::Malformed);
+        assert!(e.detail.contains("not JSON"), "{}", e.detail);
+        let e = fails("{\"choices\":[]}\n\n");
+        assert_eq!(e.class, ErrorClass::Malformed);
+        assert!(e.detail.contains("not Server-Sent Events"), "{}", e.detail);
+    }
+
+    #[test]
+    fn the_earlier_of_deadline_and_ttft_limits_the_wait() {
+        let now = Instant::now();
+        let deadline = tokio::time::Instant::from_std(now + Duration::from_secs(10));
+        let ttft = Limit::new(deadline, now, Some(Duration::from_millis(250)));
+        assert_eq!(
+            ttft.at,
+            tokio::time::Instant::from_std(now + Duration::from_millis(250))
+        );
+        let e = ttft.expired();
+        assert_eq!(e.class, ErrorClass::Timeout);
+        assert_eq!(e.detail, "no content within 250 ms");
+        let late = Limit::new(deadline, now, Some(Duration::from_secs(60)));
+        assert_eq!((late.at, late.ttft), (deadline, None));
+        assert_eq!(late.expired().class, ErrorClass::Timeout);
+        let none = Limit::new(deadline, now, None);
+        assert_eq!(none.at, deadline);
+        let huge = Limit::new(deadline, now, Some(Duration::MAX));
+        assert_eq!(huge.at, deadline);
     }
 }
