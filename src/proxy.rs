@@ -288,7 +288,8 @@ async fn attempt(
         });
     }
     if req.stream && reply::is_event_stream(&head.headers) {
-        return stream::start(status, body, guard, snap, trace, deadline, timeout, None).await;
+        let ttft = tier.ttft_timeout;
+        return stream::start(status, body, guard, snap, trace, deadline, timeout, ttft).await;
     }
     let body = reply::read_body(body, MAX_REPLY_BYTES, deadline).await?;
     let usage = reply::check(&body)?;

@@ -73,7 +73,7 @@ pub struct Attempt {
     pub outcome: Outcome,
     /// Dispatch to the end of the reply (for streams: to the end of the stream).
     pub latency: Duration,
-    /// Dispatch to the first event, for streams.
+    /// Dispatch to the first content chunk, for streams.
     pub ttft: Option<Duration>,
 }
 
