@@ -203,3 +203,54 @@ async fn a_failure_after_the_first_content_ends_the_stream_with_an_error_event_a
     assert!(message.contains("instance \"a\""), "{message}");
     gw.wait_for_log("stream failed after it started");
 }
+
+/// An echelon's `ttft_timeout` fails a stream over when no content comes in time, long before
+/// the instance's own timeout.
+#[tokio::test]
+async fn the_echelon_ttft_timeout_fails_a_silent_stream_over() {
+    let a = mock("a", &["--stream-stall-after", "0"]);
+    let b = mock("b", &[]);
+    let t = Tree::new();
+    t.file(
+        "providers/up.toml",
+        &format!(
+            "[provider]\ntype = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n[models.m]\n[[models.m.instances]]\nid = \"a\"\nbase_url = \"{}/v1\"\ntimeout = 30\n[[models.m.instances]]\nid = \"b\"\nbase_url = \"{}/v1\"\ntimeout = 30\n",
+            a.url, b.url
+        ),
+    );
+    t.file(
+        "task-groups/g.toml",
+        "[task_group]\n[task_group.echelons.e1]\nmodels = [\"up:m\"]\nttft_timeout = 0.3\n",
+    );
+    t.file(
+        "_registry.toml",
+        "[providers]\nup = { file = \"providers/up.toml\" }\n[task_groups]\ng = { file = \"task-groups/g.toml\" }\n",
+    );
+    let gw = gateway(t.path());
+    let mut body = chat_body("g");
+    body["stream"] = json!(true);
+    let started = std::time::Instant::now();
+    let r = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .header("x-switchyard-trace", "1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let trace = r.headers()["x-switchyard-trace"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let text = r.text().await.unwrap();
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    assert!(
+        trace.starts_with("g.e1/a=timeout") && trace.contains("g.e1/b=ok"),
+        "{trace}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the 30 s timeout was waited out"
+    );
+    assert_eq!(requests_seen(&client(), &a).await, 1);
+}
