@@ -10,17 +10,35 @@ use std::time::{Duration, Instant};
 use common::{Proc, TOKEN, Tree, admin, chat_body, client, dead_port, gateway, mock};
 use serde_json::{Value, json};
 
-/// A provider file: `[models.<model>]` with instances `(id, base url)`.
-fn provider(models: &[(&str, &[(&str, String)])]) -> String {
-    let mut s =
-        String::from("[provider]\ntype = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n");
+/// `[models.<model>]` sections with instances `(id, base url)`.
+fn models(models: &[(&str, &[(&str, String)])]) -> String {
+    let mut s = String::new();
     for (model, instances) in models {
         s.push_str(&format!("[models.{model}]\n"));
         for (id, url) in *instances {
-            s.push_str(&format!("[[models.{model}.instances]]\nid = \"{id}\"\nbase_url = \"{url}/v1\"\ntimeout = 2\n"));
+            s.push_str(&format!(
+                "[[models.{model}.instances]]\nid = \"{id}\"\nbase_url = \"{url}/v1\"\ntimeout = 2\n"
+            ));
         }
     }
     s
+}
+
+/// A provider file with `models`.
+fn provider(list: &[(&str, &[(&str, String)])]) -> String {
+    "[provider]\ntype = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n".to_owned()
+        + &models(list)
+}
+
+/// Mocks a (failing with 500), b and c, as models m1, m2 and m3 of one provider.
+fn abc() -> ([Proc; 3], String) {
+    let (a, b, c) = (mock("a", FAIL), mock("b", &[]), mock("c", &[]));
+    let p = provider(&[
+        ("m1", &[("a", up(&a))]),
+        ("m2", &[("b", up(&b))]),
+        ("m3", &[("c", up(&c))]),
+    ]);
+    ([a, b, c], p)
 }
 
 fn up(m: &Proc) -> String {
@@ -146,21 +164,13 @@ async fn echelon_down_walks_the_echelons_by_priority_then_fallback_groups() {
 
 #[tokio::test]
 async fn group_fallback_skips_the_lower_echelons_and_max_attempts_bounds_the_walk() {
-    let (a, b, c) = (mock("a", FAIL), mock("b", &[]), mock("c", &[]));
-    let p = provider(&[
-        ("m1", &[("a", up(&a))]),
-        ("m2", &[("b", up(&b))]),
-        ("m3", &[("c", up(&c))]),
-    ]);
+    let (_mocks, p) = abc();
     let g = "[task_group]\nfallback_strategy = \"group_fallback\"\n[task_group.fallback]\nfallback_groups = [\"h\"]\n[task_group.echelons.e1]\nmodels = [\"up:m1\"]\npriority = 1\n[task_group.echelons.e2]\nmodels = [\"up:m2\"]\npriority = 2\n";
     let h = "[task_group]\n[task_group.echelons.e1]\nmodels = [\"up:m3\"]\n";
     // k: three echelons all down but the last, and max_attempts = 2.
     let k = "[task_group]\n[task_group.fallback]\nmax_attempts = 2\n[task_group.echelons.e1]\nmodels = [\"up:m1\"]\npriority = 1\n[task_group.echelons.e2]\nmodels = [\"up:m1b\"]\npriority = 2\n[task_group.echelons.e3]\nmodels = [\"up:m3\"]\npriority = 3\n";
     let ab = mock("ab", FAIL);
-    let p = p + &provider(&[("m1b", &[("ab", up(&ab))])]).replace(
-        "[provider]\ntype = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n",
-        "",
-    );
+    let p = p + &models(&[("m1b", &[("ab", up(&ab))])]);
     let t = tree(&[("up", p)], &[("g", g), ("h", h), ("k", k)], &[], "");
     let gw = gateway(t.path());
     let (status, path, _) = traced(&gw, "g", &[]).await;
@@ -286,12 +296,7 @@ async fn pools_rotate_instances_for_max_instance_attempts_rounds_then_fall_back_
 
 #[tokio::test]
 async fn a_request_names_its_own_group_and_fallbacks_in_headers_validated_against_the_config() {
-    let (a, b, c) = (mock("a", FAIL), mock("b", &[]), mock("c", &[]));
-    let p = provider(&[
-        ("m1", &[("a", up(&a))]),
-        ("m2", &[("b", up(&b))]),
-        ("m3", &[("c", up(&c))]),
-    ]);
+    let (_mocks, p) = abc();
     let g = "[task_group]\n[task_group.fallback]\nfallback_groups = [\"h\"]\n[task_group.echelons.e1]\nmodels = [\"up:m1\"]\npriority = 1\n[task_group.echelons.e2]\nmodels = [\"up:m2\"]\npriority = 2\n";
     let h = "[task_group]\n[task_group.echelons.e1]\nmodels = [\"up:m3\"]\n";
     let t = tree(&[("up", p)], &[("g", g), ("h", h)], &[], "");
