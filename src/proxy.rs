@@ -107,7 +107,10 @@ pub async fn forward(
                 try_instance(upstream, &snap, &req, tier, &instance, timeout, &mut trace).await;
             match tried {
                 Ok(response) => {
-                    plan::note(&mut trace, si, &instance, Ok(()), since);
+                    // The happy path (first attempt, first step) needs no entry.
+                    if trace.verbose || trace.attempts > 1 || si > 0 {
+                        plan::note(&mut trace, si, &instance, Ok(()), since);
+                    }
                     groups.served(&snap);
                     return Ok(served(&snap, &plan, step, si, &trace, response));
                 }

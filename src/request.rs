@@ -31,60 +31,55 @@ pub struct RequestOptions {
 
 impl RequestOptions {
     pub fn from_headers(headers: &http::HeaderMap) -> Result<Self, Error> {
-        let text = |name: &str| -> Result<Option<&str>, Error> {
-            headers
-                .get(name)
-                .map(|v| {
-                    v.to_str()
-                        .map(str::trim)
-                        .map_err(|_| Error::BadRequest(format!("header {name} is not ASCII text")))
-                })
-                .transpose()
-        };
-        let llm_group = text("x-switchyard-llm-group")?
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned);
-        let fallback_groups: Vec<String> = text("x-switchyard-fallback-groups")?
-            .map(|s| {
-                s.split(',')
+        let mut o = Self::default();
+        // One pass over the request's few headers, comparing names (no lookups by hash).
+        for (name, value) in headers {
+            let name = name.as_str();
+            if !name.starts_with("x-s") {
+                continue;
+            }
+            let text = || {
+                value
+                    .to_str()
                     .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        if llm_group.is_none() && !fallback_groups.is_empty() {
+                    .map_err(|_| Error::BadRequest(format!("header {name} is not ASCII text")))
+            };
+            match name {
+                "x-switchyard-llm-group" => {
+                    o.llm_group = Some(text()?.to_owned()).filter(|s| !s.is_empty());
+                }
+                "x-switchyard-fallback-groups" => {
+                    o.fallback_groups = (text()?.split(','))
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                }
+                "x-switchyard-trace" => o.trace = matches!(text()?, "1" | "true" | "yes"),
+                "x-switchyard-timeout" | "x-stainless-timeout" => {
+                    let v = text()?;
+                    let d = v
+                        .parse::<f64>()
+                        .ok()
+                        .and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok())
+                        .filter(|d| !d.is_zero())
+                        .ok_or_else(|| {
+                            Error::BadRequest(format!(
+                                "header {name} must be a positive number of seconds, got {v:?}"
+                            ))
+                        })?;
+                    o.timeout = Some(o.timeout.map_or(d, |t: std::time::Duration| t.min(d)));
+                }
+                _ => {}
+            }
+        }
+        if o.llm_group.is_none() && !o.fallback_groups.is_empty() {
             return Err(Error::BadRequest(
                 "x-switchyard-fallback-groups needs x-switchyard-llm-group (the primary target)"
                     .to_owned(),
             ));
         }
-        let trace = matches!(text("x-switchyard-trace")?, Some("1" | "true" | "yes"));
-        let mut timeout = None;
-        for name in ["x-switchyard-timeout", "x-stainless-timeout"] {
-            if let Some(v) = text(name)? {
-                let secs: f64 = v.parse().map_err(|_| {
-                    Error::BadRequest(format!(
-                        "header {name} must be a number of seconds, got {v:?}"
-                    ))
-                })?;
-                let d = std::time::Duration::try_from_secs_f64(secs)
-                    .ok()
-                    .filter(|d| !d.is_zero())
-                    .ok_or_else(|| {
-                        Error::BadRequest(format!(
-                            "header {name} must be a positive number of seconds"
-                        ))
-                    })?;
-                timeout = Some(timeout.map_or(d, |t: std::time::Duration| t.min(d)));
-            }
-        }
-        Ok(Self {
-            llm_group,
-            fallback_groups,
-            trace,
-            timeout,
-        })
+        Ok(o)
     }
 }
 
