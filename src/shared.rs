@@ -20,6 +20,7 @@ pub trait Cell: Send + Sync + Debug {
     /// Replace `current` with `new`; `Err(actual)` if it was not `current`.
     fn compare_exchange(&self, current: u64, new: u64) -> Result<u64, u64>;
     fn fetch_add(&self, delta: u64) -> u64;
+    fn fetch_sub(&self, delta: u64) -> u64;
 }
 
 /// Named cells.
@@ -44,6 +45,9 @@ impl Cell for AtomicU64 {
     }
     fn fetch_add(&self, delta: u64) -> u64 {
         AtomicU64::fetch_add(self, delta, Relaxed)
+    }
+    fn fetch_sub(&self, delta: u64) -> u64 {
+        AtomicU64::fetch_sub(self, delta, Relaxed)
     }
 }
 

@@ -19,6 +19,7 @@ pub struct MockStats {
     streams_completed: AtomicU64,
     chunks_sent: AtomicU64,
     in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
 }
 
 /// A copy of [`MockStats`] at one moment.
@@ -45,6 +46,8 @@ pub struct StatsSnapshot {
     pub chunks_sent: u64,
     /// API requests being handled now, open streams included.
     pub in_flight: u64,
+    /// The most API requests in flight at once so far.
+    pub max_in_flight: u64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -66,6 +69,7 @@ impl MockStats {
             streams_completed: get(&self.streams_completed),
             chunks_sent: get(&self.chunks_sent),
             in_flight: get(&self.in_flight),
+            max_in_flight: get(&self.max_in_flight),
         }
     }
 
@@ -98,7 +102,8 @@ impl MockStats {
 
     /// Marks one request in flight until the returned guard is dropped.
     pub(crate) fn in_flight(self: &Arc<Self>) -> InFlight {
-        bump(&self.in_flight);
+        let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::Relaxed);
         InFlight(Arc::clone(self))
     }
 }
@@ -126,6 +131,7 @@ mod tests {
         let guard = stats.in_flight();
         let second = stats.in_flight();
         assert_eq!(stats.snapshot().in_flight, 2);
+        assert_eq!(stats.snapshot().max_in_flight, 2);
         drop(guard);
         drop(second);
         let s = stats.snapshot();

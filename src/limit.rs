@@ -1,0 +1,398 @@
+//! Limits: how much an instance, a tier (pool or echelon) may be sent, so switchyard never
+//! sends a provider more than it allows and one route cannot starve another (seed 003's
+//! ConcurrencyController, seed 004's `concurrency_limit`, `rpm_limit`, `[pool.rate_limiting]`).
+//!
+//! - [`rate`]: token bucket, fixed window, sliding window (weighted counter).
+//! - [`Concurrency`]: in-flight permits, returned when the response ends (stream end, error,
+//!   client gone: the permit is a guard held with the request's in-flight guard).
+//! - [`Limits`]: what one tier or instance enforces; [`Limits::admit`] takes from each in turn
+//!   and gives back what it took if a later one refuses.
+//!
+//! State lives in `shared` cells (keyed `limit/{scope}/{name}/{kind}`), so a shared store can
+//! hold it for every replica.
+
+pub mod rate;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use rate::{Algorithm, Rate};
+
+use crate::shared::{Cell, Store};
+
+/// A limit as configured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LimitSpec {
+    pub concurrency: Option<u32>,
+    /// Requests.
+    pub requests: Option<Algorithm>,
+    /// Tokens (prompt estimate + `max_tokens`, corrected by reported usage).
+    pub tokens: Option<Algorithm>,
+}
+
+impl LimitSpec {
+    pub const NONE: Self = Self {
+        concurrency: None,
+        requests: None,
+        tokens: None,
+    };
+
+    pub fn is_none(&self) -> bool {
+        self.concurrency.is_none() && self.requests.is_none() && self.tokens.is_none()
+    }
+
+    /// `rpm_limit` as a sliding minute.
+    pub fn per_minute(n: u32) -> Algorithm {
+        Algorithm::SlidingWindow {
+            window: Duration::from_secs(60),
+            max: u64::from(n).min(rate::SLIDING_MAX),
+        }
+    }
+}
+
+/// In-flight permits up to `max`.
+#[derive(Debug)]
+pub struct Concurrency {
+    pub max: u64,
+    cell: Arc<dyn Cell>,
+}
+
+impl Concurrency {
+    fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+        let mut n = self.cell.load();
+        loop {
+            if n >= self.max {
+                return None;
+            }
+            match self.cell.compare_exchange(n, n + 1) {
+                Ok(_) => return Some(Permit(Arc::clone(self))),
+                Err(seen) => n = seen,
+            }
+        }
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        self.cell.load()
+    }
+}
+
+/// One in-flight slot; dropped, it is returned.
+#[derive(Debug)]
+pub struct Permit(Arc<Concurrency>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.cell.fetch_sub(1);
+    }
+}
+
+/// Why a limit refused, and when to come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub what: &'static str,
+    pub retry_after: Duration,
+}
+
+/// What one tier or instance enforces.
+#[derive(Debug)]
+pub struct Limits {
+    /// `tier g.e1`, `instance a`: for the admin API and logs.
+    pub name: String,
+    concurrency: Option<Arc<Concurrency>>,
+    requests: Option<Rate>,
+    tokens: Option<Rate>,
+    refused: AtomicU64,
+    admitted: AtomicU64,
+}
+
+/// Everything a request holds from the limits that admitted it; dropped at the end of the
+/// response.
+#[derive(Debug, Default)]
+pub struct Permits {
+    held: Vec<Permit>,
+    /// Token reservations `(limits, tokens)`, corrected when usage is known.
+    reserved: Vec<(Arc<Limits>, u64)>,
+}
+
+impl Permits {
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty() && self.reserved.is_empty()
+    }
+
+    /// The reply reported `used` tokens: give back what the estimate over-reserved, or take
+    /// the shortfall (it may push a bucket into debt-free zero; never refuses now).
+    pub fn settle_tokens(&mut self, used: u64, now_ms: u64) {
+        for (limits, reserved) in self.reserved.drain(..) {
+            if let Some(t) = &limits.tokens {
+                if used < reserved {
+                    t.give_back(reserved - used, now_ms);
+                } else if used > reserved {
+                    let _ = t.take(used - reserved, now_ms);
+                }
+            }
+        }
+    }
+}
+
+impl Limits {
+    /// `spec` for `scope`/`name`, its state in `store`.
+    pub fn new(store: &dyn Store, scope: &str, name: &str, spec: &LimitSpec) -> Option<Arc<Self>> {
+        if spec.is_none() {
+            return None;
+        }
+        let key = |k: &str| format!("limit/{scope}/{name}/{k}");
+        Some(Arc::new(Self {
+            name: format!("{scope} {name}"),
+            concurrency: spec.concurrency.map(|max| {
+                Arc::new(Concurrency {
+                    max: u64::from(max),
+                    cell: store.cell(&key("in_flight")),
+                })
+            }),
+            requests: spec
+                .requests
+                .map(|a| Rate::new(a, store.cell(&key("requests")))),
+            tokens: spec
+                .tokens
+                .map(|a| Rate::new(a, store.cell(&key("tokens")))),
+            refused: AtomicU64::new(0),
+            admitted: AtomicU64::new(0),
+        }))
+    }
+
+    /// Take one request (and `tokens` estimated tokens) into `permits`, or refuse, giving back
+    /// whatever this call took.
+    pub fn admit(
+        self: &Arc<Self>,
+        tokens: u64,
+        now_ms: u64,
+        permits: &mut Permits,
+    ) -> Result<(), Refusal> {
+        let refuse = |what, retry_after| {
+            self.refused.fetch_add(1, Relaxed);
+            Err(Refusal { what, retry_after })
+        };
+        let permit = match &self.concurrency {
+            None => None,
+            Some(c) => match c.try_acquire() {
+                Some(p) => Some(p),
+                // When a slot frees is unknowable: come back soon.
+                None => return refuse("concurrency_full", Duration::from_secs(1)),
+            },
+        };
+        if let Some(r) = &self.requests {
+            if let Err(wait) = r.take(1, now_ms) {
+                return refuse("rate_limited", wait);
+            }
+        }
+        if let Some(t) = &self.tokens {
+            if let Err(wait) = t.take(tokens, now_ms) {
+                if let Some(r) = &self.requests {
+                    r.give_back(1, now_ms);
+                }
+                return refuse("token_limited", wait);
+            }
+            permits.reserved.push((Arc::clone(self), tokens));
+        }
+        permits.held.extend(permit);
+        self.admitted.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// Undo an [`Limits::admit`] whose request never went out (a later level refused).
+    pub fn undo(&self, tokens: u64, now_ms: u64) {
+        if let Some(r) = &self.requests {
+            r.give_back(1, now_ms);
+        }
+        if let Some(t) = &self.tokens {
+            t.give_back(tokens, now_ms);
+        }
+        self.admitted.fetch_sub(1, Relaxed);
+    }
+
+    /// For the admin API (seed 003's get_status).
+    pub fn view(&self, now_ms: u64) -> LimitsView {
+        let rate = |r: &Rate| {
+            let (used, remaining, reset) = r.status(now_ms);
+            RateView {
+                algorithm: r.algorithm.as_str(),
+                capacity: r.algorithm.capacity(),
+                used,
+                remaining,
+                reset_s: reset.as_secs_f64(),
+            }
+        };
+        LimitsView {
+            name: self.name.clone(),
+            concurrency: self.concurrency.as_ref().map(|c| ConcurrencyView {
+                max: c.max,
+                in_flight: c.in_flight(),
+            }),
+            requests: self.requests.as_ref().map(rate),
+            tokens: self.tokens.as_ref().map(rate),
+            admitted: self.admitted.load(Relaxed),
+            refused: self.refused.load(Relaxed),
+        }
+    }
+
+    /// `x-ratelimit-*` values of the requests limit: `(limit, remaining, reset)`.
+    pub fn request_headroom(&self, now_ms: u64) -> Option<(u64, u64, Duration)> {
+        let r = self.requests.as_ref()?;
+        let (_, remaining, reset) = r.status(now_ms);
+        Some((r.algorithm.capacity(), remaining, reset))
+    }
+}
+
+/// Admit a request through every level in order; on a refusal, undo the levels already taken.
+pub fn admit_all(
+    levels: &[&Arc<Limits>],
+    tokens: u64,
+    now_ms: u64,
+    permits: &mut Permits,
+) -> Result<(), Refusal> {
+    for (i, l) in levels.iter().enumerate() {
+        if let Err(r) = l.admit(tokens, now_ms, permits) {
+            for taken in &levels[..i] {
+                taken.undo(tokens, now_ms);
+            }
+            permits.held.clear();
+            permits.reserved.clear();
+            return Err(r);
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LimitsView {
+    pub name: String,
+    pub concurrency: Option<ConcurrencyView>,
+    pub requests: Option<RateView>,
+    pub tokens: Option<RateView>,
+    pub admitted: u64,
+    pub refused: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConcurrencyView {
+    pub max: u64,
+    pub in_flight: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RateView {
+    pub algorithm: &'static str,
+    pub capacity: u64,
+    pub used: u64,
+    pub remaining: u64,
+    pub reset_s: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shared::MemoryStore;
+
+    fn limits(store: &MemoryStore, name: &str, spec: LimitSpec) -> Arc<Limits> {
+        Limits::new(store, "test", name, &spec).unwrap_or_else(|| panic!("no limits"))
+    }
+
+    #[test]
+    fn concurrency_permits_come_back_when_dropped() {
+        let store = MemoryStore::default();
+        let l = limits(
+            &store,
+            "c",
+            LimitSpec {
+                concurrency: Some(2),
+                ..LimitSpec::NONE
+            },
+        );
+        let (mut p1, mut p2, mut p3) = (Permits::default(), Permits::default(), Permits::default());
+        assert!(l.admit(0, 0, &mut p1).is_ok());
+        assert!(l.admit(0, 0, &mut p2).is_ok());
+        assert_eq!(l.admit(0, 0, &mut p3).unwrap_err().what, "concurrency_full");
+        drop(p1);
+        assert!(l.admit(0, 0, &mut p3).is_ok());
+        drop((p2, p3));
+        assert_eq!(l.view(0).concurrency.map(|c| c.in_flight), Some(0));
+        assert_eq!((l.view(0).admitted, l.view(0).refused), (3, 1));
+    }
+
+    #[test]
+    fn a_refusal_at_a_later_level_gives_back_what_earlier_levels_took() {
+        let store = MemoryStore::default();
+        let window = Algorithm::FixedWindow {
+            window: Duration::from_secs(60),
+            max: 10,
+        };
+        let first = limits(
+            &store,
+            "first",
+            LimitSpec {
+                concurrency: Some(5),
+                requests: Some(window),
+                ..LimitSpec::NONE
+            },
+        );
+        let second = limits(
+            &store,
+            "second",
+            LimitSpec {
+                concurrency: Some(0),
+                ..LimitSpec::NONE
+            },
+        );
+        let mut p = Permits::default();
+        let r = admit_all(&[&first, &second], 0, 0, &mut p);
+        assert_eq!(r.unwrap_err().what, "concurrency_full");
+        assert!(p.is_empty());
+        let v = first.view(0);
+        assert_eq!(v.concurrency.map(|c| c.in_flight), Some(0));
+        assert_eq!(v.requests.map(|r| r.used), Some(0));
+    }
+
+    #[test]
+    fn tokens_are_reserved_by_estimate_and_settled_by_reported_usage() {
+        let store = MemoryStore::default();
+        let tpm = Algorithm::FixedWindow {
+            window: Duration::from_secs(60),
+            max: 1000,
+        };
+        let l = limits(
+            &store,
+            "t",
+            LimitSpec {
+                tokens: Some(tpm),
+                ..LimitSpec::NONE
+            },
+        );
+        // A burst is admitted until the estimates reach 1,000: three of 300, not four.
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mut p = Permits::default();
+            assert!(l.admit(300, 0, &mut p).is_ok());
+            held.push(p);
+        }
+        let mut over = Permits::default();
+        assert_eq!(
+            l.admit(300, 0, &mut over).unwrap_err().what,
+            "token_limited"
+        );
+        // The replies used 100 each: 600 come back, so two more 300s fit, a third does not.
+        for p in &mut held {
+            p.settle_tokens(100, 0);
+        }
+        assert_eq!(l.view(0).tokens.map(|t| t.used), Some(300));
+        let (mut a, mut b, mut c) = (Permits::default(), Permits::default(), Permits::default());
+        assert!(l.admit(300, 0, &mut a).is_ok());
+        assert!(l.admit(300, 0, &mut b).is_ok());
+        assert!(l.admit(300, 0, &mut c).is_err());
+        // Usage above the estimate is taken too.
+        a.settle_tokens(400, 0);
+        assert_eq!(l.view(0).tokens.map(|t| t.used), Some(1000));
+    }
+}
