@@ -28,6 +28,7 @@ pub use source::{CapturedSource, DEMO, DirSource, EmbeddedSource, MemorySource, 
 
 use crate::balance::{ScoreWeights, StrategyKind};
 use crate::health::{BreakerPolicy, HealthPolicy};
+use crate::limit::LimitSpec;
 use crate::mock::Behavior;
 use crate::retry::RetryPolicy;
 use crate::route::{Defaults, Rotate, StepKind};
@@ -75,6 +76,8 @@ pub struct InstanceSpec {
     pub health: HealthPolicy,
     /// From the `[task_group.circuit_breaker]` of the groups it is in (the strictest).
     pub breaker: BreakerPolicy,
+    /// `rpm_limit`, `tpm_limit`, `concurrency_limit` of the instance (or its model).
+    pub limits: LimitSpec,
 }
 
 /// How an instance is reached.
@@ -168,6 +171,8 @@ pub struct TierSpec {
     pub retry_delay: Option<Duration>,
     pub rotate: Rotate,
     pub defaults: Defaults,
+    /// An echelon's `concurrency_limit` / `rpm_limit`; a pool's `[pool.rate_limiting]`.
+    pub limits: LimitSpec,
     /// Factor weights of the `score` strategy.
     pub score: ScoreWeights,
     /// The task group an echelon tier belongs to, with its circuit breaker.

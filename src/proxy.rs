@@ -19,6 +19,7 @@ use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
 
 use crate::error::Error;
+use crate::limit::Permits;
 use crate::provider::ErrorClass;
 use crate::request::ClientRequest;
 use crate::route::{Step, Tier};
@@ -56,6 +57,7 @@ pub async fn forward(
         pending: None,
         refused_groups: false,
         stopped: None,
+        retry_limited: None,
     };
     let limit = plan.max_attempts.unwrap_or(u32::MAX);
     let mut groups = plan::GroupRun::default();
@@ -101,10 +103,22 @@ pub async fn forward(
                 walk.stopped = Some("the request's deadline passed");
                 break 'steps;
             };
+            // Limits: the tier's and the instance's, all or nothing; a full one is passed over.
+            let permits = match plan::admit_limits(tier, &instance, &req) {
+                Ok(p) => p,
+                Err(r) => {
+                    trace.skipped.push(instance.index);
+                    trace.skip(si, instance.index, r.what);
+                    walk.limited(r.retry_after);
+                    continue;
+                }
+            };
             made += 1;
             let since = Instant::now();
-            let tried =
-                try_instance(upstream, &snap, &req, tier, &instance, timeout, &mut trace).await;
+            let tried = try_instance(
+                upstream, &snap, &req, tier, &instance, timeout, &mut trace, permits,
+            )
+            .await;
             match tried {
                 Ok(response) => {
                     // The happy path (first attempt, first step) needs no entry.
@@ -141,10 +155,17 @@ pub async fn forward(
                 snap.health.panic(&plan.name, &instance.spec.id);
             }
             trace.tried.push(instance.index);
-            if let Some(timeout) = plan::attempt_timeout(tier, &instance, deadline) {
+            let permits = plan::admit_limits(tier, &instance, &req);
+            if let Err(r) = &permits {
+                walk.limited(r.retry_after);
+            }
+            let timeout = plan::attempt_timeout(tier, &instance, deadline);
+            if let (Some(timeout), Ok(permits)) = (timeout, permits) {
                 let since = Instant::now();
-                let tried =
-                    try_instance(upstream, &snap, &req, tier, &instance, timeout, &mut trace).await;
+                let tried = try_instance(
+                    upstream, &snap, &req, tier, &instance, timeout, &mut trace, permits,
+                )
+                .await;
                 match tried {
                     Ok(response) => {
                         plan::note(&mut trace, si, &instance, Ok(()), since);
@@ -195,6 +216,10 @@ fn served(
 }
 
 /// One attempt, with what a failure teaches: recorded (health included), a 429's cool-down.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one attempt's inputs, from the walk"
+)]
 async fn try_instance(
     upstream: &Upstream,
     snap: &Arc<Snapshot>,
@@ -203,10 +228,11 @@ async fn try_instance(
     instance: &Arc<Instance>,
     timeout: std::time::Duration,
     trace: &mut Trace,
+    permits: Permits,
 ) -> Result<Response, AttemptError> {
     trace.attempts += 1;
     let attempt_started = Instant::now();
-    match attempt(upstream, snap, req, tier, instance, timeout, trace).await {
+    match attempt(upstream, snap, req, tier, instance, timeout, trace, permits).await {
         Ok(response) => Ok(response),
         // Client faults come back as responses, so every error here is the instance's.
         Err(e) => {
@@ -252,6 +278,10 @@ fn least_bad<'r>(
 }
 
 /// One attempt on one instance: a finished response, or why this instance failed.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one attempt's inputs, from the walk"
+)]
 async fn attempt(
     upstream: &Upstream,
     snap: &Arc<Snapshot>,
@@ -260,8 +290,9 @@ async fn attempt(
     instance: &Arc<Instance>,
     timeout: std::time::Duration,
     trace: &Trace,
+    permits: Permits,
 ) -> Result<Response, AttemptError> {
-    let guard = instance.start();
+    let mut guard = instance.start(permits);
     let started = guard.since();
     let body = req.body_with(&instance.spec.upstream_model, &tier.defaults);
     let request = instance.request(req.op, body)?;
@@ -297,6 +328,7 @@ async fn attempt(
     let body = reply::read_body(body, MAX_REPLY_BYTES, deadline).await?;
     let usage = reply::check(&body)?;
     record(snap, instance, usage.outcome(), started, None);
+    guard.settle(usage.prompt_tokens + usage.completion_tokens);
     log_done(trace, instance, status, false, Some(usage), None, "ok");
     drop(guard);
     Ok(respond(status, content_type, body.into(), trace, instance))
@@ -381,6 +413,19 @@ fn final_error(snap: &Snapshot, plan: &plan::Plan<'_>, trace: &Trace, walk: plan
     snap.fallbacks
         .push(&plan.name, None, trace, snap, &plan.steps);
     let Some((instance, e)) = walk.last else {
+        if let Some(wait) = walk.retry_limited {
+            // Every candidate is at its limits: come back when the first has room.
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            return Error::Upstream {
+                route: trace.route.to_string(),
+                class: ErrorClass::RateLimited,
+                detail: format!(
+                    "every instance of the route is at its rate or concurrency limit; retry in {secs} s"
+                ),
+                retry_after: Some(HeaderValue::from(secs)),
+                attempts,
+            };
+        }
         if let Some(why) = walk.stopped {
             return Error::Upstream {
                 route: trace.route.to_string(),

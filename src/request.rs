@@ -207,6 +207,12 @@ impl ClientRequest {
         })
     }
 
+    /// Tokens this request may cost, before the reply says: about four bytes of body per
+    /// prompt token, plus `max_tokens` (256 when the client set none).
+    pub fn estimate_tokens(&self) -> u64 {
+        self.body.len() as u64 / 4 + self.max_tokens.as_ref().map_or(256, |(n, _)| *n)
+    }
+
     /// The body with `model` set to `upstream_model` and an echelon's `defaults` applied
     /// (`temperature` / `max_tokens` added when the client sent none; `max_tokens` lowered to
     /// the echelon's with `clamp_max_tokens`). Every other byte as the client sent it.

@@ -14,6 +14,7 @@ use std::time::Duration;
 use crate::balance::{Member, ScoreWeights, Strategy, StrategyKind};
 use crate::config::{RouteKind, RouteSpec, TierSpec};
 use crate::health::{GroupBreaker, Health};
+use crate::limit::Limits;
 use crate::upstream::Instance;
 
 /// Why a tier is in a route's plan.
@@ -153,6 +154,8 @@ pub struct Tier {
     pub defaults: Defaults,
     /// The task group breaker of an echelon tier.
     pub group: Option<Arc<GroupBreaker>>,
+    /// The tier's own limits (an echelon's, a pool's).
+    pub limits: Option<Arc<Limits>>,
 }
 
 impl Tier {
@@ -184,6 +187,7 @@ impl Tier {
             rotate: spec.rotate,
             defaults: spec.defaults,
             group: (spec.group.as_ref()).map(|g| health.group(&g.name, g.breaker)),
+            limits: Limits::new(&*health.store, "tier", &spec.label, &spec.limits),
         }
     }
 }

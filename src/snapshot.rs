@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::config::{Config, Endpoint};
 use crate::health::{Gate, Health};
+use crate::limit::Limits;
 use crate::provider::OpenAi;
 use crate::proxy::FallbackLog;
 use crate::route::{Route, RouteTable, Tier};
@@ -72,12 +73,14 @@ impl Snapshot {
                     },
                     |l| Arc::clone(l),
                 );
+                let limits = Limits::new(&*health.store, "instance", &spec.id, &spec.limits);
                 Arc::new(Instance::new(
                     i,
                     spec.clone(),
                     base_url,
                     adapter.clone(),
                     live,
+                    limits,
                 ))
             })
             .collect::<Vec<_>>();

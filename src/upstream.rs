@@ -17,6 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::InstanceSpec;
+use crate::limit::{Limits, Permits};
 use crate::provider::{Adapter, ErrorClass, Operation};
 use crate::stats::Live;
 
@@ -36,6 +37,8 @@ pub struct Instance {
     headers: HeaderMap,
     /// Load and statistics; shared with the instance of the same id in later snapshots.
     pub live: Arc<Live>,
+    /// Its `rpm_limit` / `tpm_limit` / `concurrency_limit`, state in the shared store.
+    pub limits: Option<Arc<Limits>>,
 }
 
 impl Instance {
@@ -45,6 +48,7 @@ impl Instance {
         base_url: String,
         adapter: Arc<dyn Adapter>,
         live: Arc<Live>,
+        limits: Option<Arc<Limits>>,
     ) -> Self {
         let uri = |op| adapter.url(&base_url, &spec, op).parse::<Uri>().ok();
         let uris = [
@@ -63,6 +67,7 @@ impl Instance {
             uris,
             headers,
             live,
+            limits,
         }
     }
 
@@ -73,9 +78,9 @@ impl Instance {
 
     /// Count a request as in flight until the returned guard drops (end of the response
     /// stream, or the client going away).
-    pub fn start(self: &Arc<Self>) -> InFlight {
+    pub fn start(self: &Arc<Self>, permits: Permits) -> InFlight {
         self.live.acquire();
-        InFlight(Arc::clone(self), std::time::Instant::now())
+        InFlight(Arc::clone(self), std::time::Instant::now(), permits)
     }
 
     /// The upstream request for `op` with `body`.
@@ -110,8 +115,8 @@ impl Instance {
     }
 }
 
-/// Holds one in-flight slot on an instance.
-pub struct InFlight(Arc<Instance>, std::time::Instant);
+/// Holds one in-flight slot on an instance, and the limits' permits of the request.
+pub struct InFlight(Arc<Instance>, std::time::Instant, Permits);
 
 impl InFlight {
     pub fn instance(&self) -> &Arc<Instance> {
@@ -122,11 +127,22 @@ impl InFlight {
     pub fn since(&self) -> std::time::Instant {
         self.1
     }
+
+    /// The attempt ended having used `tokens`: settle the token limits' reservations (once;
+    /// later calls find nothing left to settle).
+    pub fn settle(&mut self, tokens: u64) {
+        if !self.2.is_empty() {
+            self.2
+                .settle_tokens(tokens, crate::stats::clock_ns() / 1_000_000);
+        }
+    }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.live.release();
+        // Ended without reported usage (failed, refused, cancelled): the estimate comes back.
+        self.settle(0);
     }
 }
 

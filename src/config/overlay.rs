@@ -40,6 +40,10 @@ pub struct NewInstance {
     pub price: Option<Price>,
     /// Mock behaviour, for `type = "mock"` providers.
     pub mock: Option<toml::Value>,
+    /// Requests and tokens per minute, and requests in flight, this instance may take.
+    pub rpm_limit: Option<u32>,
+    pub tpm_limit: Option<u32>,
+    pub concurrency_limit: Option<u32>,
 }
 
 impl NewInstance {
@@ -56,6 +60,9 @@ impl NewInstance {
                 output_per_1k: p.output_per_1k,
             }),
             mock: self.mock.clone(),
+            rpm_limit: self.rpm_limit,
+            tpm_limit: self.tpm_limit,
+            concurrency_limit: self.concurrency_limit,
         }
     }
 

@@ -91,6 +91,10 @@ pub struct Model {
     pub weight: Option<u32>,
     pub price: Price,
     pub timeout: Option<f64>,
+    /// Defaults for this model's instances: requests and tokens per minute, in flight.
+    pub rpm_limit: Option<u32>,
+    pub tpm_limit: Option<u32>,
+    pub concurrency_limit: Option<u32>,
     pub instances: Vec<Instance>,
 }
 
@@ -112,6 +116,9 @@ pub struct Instance {
     pub timeout: Option<f64>,
     pub price: Option<Price>,
     pub mock: Option<toml::Value>,
+    pub rpm_limit: Option<u32>,
+    pub tpm_limit: Option<u32>,
+    pub concurrency_limit: Option<u32>,
 }
 
 /// `pools/*.toml`.
@@ -132,7 +139,7 @@ pub struct Pool {
     #[serde(default)]
     pub fallback: PoolFallback,
     #[serde(default)]
-    pub rate_limiting: toml::Table,
+    pub rate_limiting: RateLimiting,
     #[serde(default)]
     pub metrics: toml::Table,
     #[serde(default)]
@@ -176,6 +183,36 @@ pub struct HealthCheck {
     pub max_ejection_time: Option<f64>,
     pub max_ejection_percent: Option<u32>,
     pub slow_start: Option<f64>,
+}
+
+/// `[pool.rate_limiting]`: one requests limiter for the whole pool (seed 004).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RateLimiting {
+    pub enabled: Option<bool>,
+    /// `token_bucket`, `fixed_window` or `sliding_window`.
+    pub algorithm: Option<String>,
+    pub token_bucket: Option<TokenBucket>,
+    pub fixed_window: Option<RateWindow>,
+    pub sliding_window: Option<RateWindow>,
+    /// Requests in flight over the whole pool.
+    pub concurrency_limit: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct TokenBucket {
+    pub bucket_size: Option<f64>,
+    /// Tokens per second.
+    pub refill_rate: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RateWindow {
+    /// Seconds.
+    pub window_size: Option<f64>,
+    pub max_requests: Option<u64>,
 }
 
 /// `[task_group.circuit_breaker]`. Times in seconds.

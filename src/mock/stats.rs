@@ -142,6 +142,7 @@ mod tests {
                 chat: 1,
                 models: 1,
                 failed: 1,
+                max_in_flight: 2,
                 ..StatsSnapshot::default()
             }
         );

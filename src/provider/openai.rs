@@ -68,6 +68,7 @@ mod tests {
             price: Price::default(),
             health: Default::default(),
             breaker: Default::default(),
+            limits: crate::limit::LimitSpec::NONE,
         }
     }
 

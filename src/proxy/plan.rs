@@ -126,6 +126,33 @@ pub(crate) struct Walk {
     pub refused_groups: bool,
     /// Stopped early: a class the policy does not retry, the deadline, or max_attempts.
     pub stopped: Option<&'static str>,
+    /// The soonest a limit that refused a candidate has room again.
+    pub retry_limited: Option<Duration>,
+}
+
+impl Walk {
+    pub fn limited(&mut self, wait: Duration) {
+        self.retry_limited = Some(self.retry_limited.map_or(wait, |w| w.min(wait)));
+    }
+}
+
+/// Take the tier's and the instance's limits for one attempt.
+pub(crate) fn admit_limits(
+    tier: &Tier,
+    inst: &Instance,
+    req: &ClientRequest,
+) -> Result<crate::limit::Permits, crate::limit::Refusal> {
+    let mut permits = crate::limit::Permits::default();
+    if tier.limits.is_none() && inst.limits.is_none() {
+        return Ok(permits);
+    }
+    let levels: Vec<&Arc<crate::limit::Limits>> = [tier.limits.as_ref(), inst.limits.as_ref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let now_ms = clock_ns() / 1_000_000;
+    crate::limit::admit_all(&levels, req.estimate_tokens(), now_ms, &mut permits)?;
+    Ok(permits)
 }
 
 /// The request's deadline on tokio's clock.
@@ -378,6 +405,7 @@ mod tests {
             pending: None,
             refused_groups: false,
             stopped: None,
+            retry_limited: None,
         }
     }
 

@@ -167,6 +167,9 @@ impl Live {
             return;
         }
         self.finished = true;
+        // Token limits: what the stream reported (usage, when the client asked for it).
+        let used = self.scan.usage.prompt_tokens + self.scan.usage.completion_tokens;
+        self.guard.settle(used);
         let instance = self.guard.instance();
         let (outcome, label) = match end {
             End::Clean => (self.scan.usage.outcome(), "ok"),
@@ -190,6 +193,7 @@ impl Live {
             started,
             Some(self.attempt_ttft),
         );
+
         let usage = Some(self.scan.usage);
         log_done(
             &self.trace,

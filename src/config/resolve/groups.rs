@@ -10,6 +10,7 @@ use super::{
 };
 use crate::config::{GroupSpec, InstanceSpec, MemberSpec, TierSpec, raw};
 use crate::health::HealthPolicy;
+use crate::limit::{Algorithm, LimitSpec};
 use crate::route::{Defaults, Rotate};
 
 /// What a wrapper stands for.
@@ -173,6 +174,11 @@ impl Loader<'_> {
                 max_tokens: e.max_tokens,
                 clamp_max_tokens: e.clamp_max_tokens.unwrap_or(false),
             };
+            let limits = LimitSpec {
+                concurrency: e.concurrency_limit.filter(|n| *n > 0),
+                requests: e.rpm_limit.filter(|n| *n > 0).map(LimitSpec::per_minute),
+                tokens: None,
+            };
             let mut members: Vec<MemberSpec> = Vec::new();
             for (i, model) in e.models.iter().enumerate() {
                 match lookup.resolve(model) {
@@ -207,6 +213,7 @@ impl Loader<'_> {
                         retry_delay,
                         rotate,
                         defaults,
+                        limits,
                         score,
                         group: Some(GroupSpec {
                             name: name.to_owned(),
@@ -339,6 +346,7 @@ impl Loader<'_> {
             retry_delay: None,
             rotate: Rotate::Instance,
             defaults: Defaults::default(),
+            limits: self.rate_limiting(&pool.rate_limiting, file),
             score,
             group: None,
         };
@@ -417,6 +425,94 @@ impl Loader<'_> {
             out.push((name.clone(), target));
         }
         Some(wf.global)
+    }
+}
+
+impl Loader<'_> {
+    /// `[pool.rate_limiting]` → the pool tier's limits.
+    fn rate_limiting(&mut self, r: &raw::RateLimiting, file: &str) -> LimitSpec {
+        let key = |k: &str| format!("pool.rate_limiting.{k}");
+        let concurrency = r.concurrency_limit;
+        if concurrency == Some(0) {
+            self.issue(file, key("concurrency_limit"), "must be greater than 0");
+        }
+        let mut spec = LimitSpec {
+            concurrency: concurrency.filter(|n| *n > 0),
+            ..LimitSpec::NONE
+        };
+        if r.enabled == Some(false) {
+            return LimitSpec::NONE;
+        }
+        let algorithm = r.algorithm.as_deref().or(
+            match (&r.token_bucket, &r.fixed_window, &r.sliding_window) {
+                (Some(_), _, _) => Some("token_bucket"),
+                (None, Some(_), _) => Some("fixed_window"),
+                (None, None, Some(_)) => Some("sliding_window"),
+                _ => None,
+            },
+        );
+        let window = |cx: &mut Self, w: &Option<raw::RateWindow>, name: &str| {
+            let k = |f: &str| key(&format!("{name}.{f}"));
+            let Some(w) = w else {
+                cx.issue(
+                    file,
+                    key(name),
+                    format!("algorithm {name:?} needs a [pool.rate_limiting.{name}] table"),
+                );
+                return None;
+            };
+            let size = cx.seconds(w.window_size.or(Some(60.0)), file, &k("window_size"));
+            match w.max_requests {
+                Some(n) if n > 0 => size.map(|window| (window, n)),
+                _ => {
+                    cx.issue(file, k("max_requests"), "must be greater than 0");
+                    None
+                }
+            }
+        };
+        spec.requests = match algorithm {
+            None => None,
+            Some("token_bucket") => {
+                let b = r.token_bucket.as_ref();
+                let size = b.and_then(|b| b.bucket_size);
+                let rate = b.and_then(|b| b.refill_rate);
+                match (size, rate) {
+                    (Some(c), Some(f)) if c >= 1.0 && f > 0.0 && c.is_finite() && f.is_finite() => {
+                        Some(Algorithm::TokenBucket {
+                            capacity: c,
+                            refill_per_s: f,
+                        })
+                    }
+                    _ => {
+                        self.issue(
+                            file,
+                            key("token_bucket"),
+                            "needs bucket_size ≥ 1 and refill_rate > 0 (tokens per second)",
+                        );
+                        None
+                    }
+                }
+            }
+            Some("fixed_window") => window(self, &r.fixed_window, "fixed_window")
+                .map(|(window, max)| Algorithm::FixedWindow { window, max }),
+            Some("sliding_window") => {
+                window(self, &r.sliding_window, "sliding_window").map(|(window, max)| {
+                    Algorithm::SlidingWindow {
+                        window,
+                        max: max.min(crate::limit::rate::SLIDING_MAX),
+                    }
+                })
+            }
+            Some(other) => {
+                self.issue(
+                    file,
+                    key("algorithm"),
+                    format!("unknown algorithm {other:?}; expected token_bucket, fixed_window or sliding_window"),
+                );
+                None
+            }
+        };
+        spec
     }
 }
 

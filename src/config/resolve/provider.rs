@@ -8,6 +8,7 @@ use http::{HeaderName, HeaderValue};
 
 use super::{ADMIN, Loader, REGISTRY};
 use crate::config::{Endpoint, InstanceSpec, Price, Secret, raw};
+use crate::limit::LimitSpec;
 use crate::mock::Behavior;
 
 impl Loader<'_> {
@@ -218,6 +219,23 @@ impl Loader<'_> {
                         "prices must be finite and not negative",
                     );
                 }
+                let limit = |v: Option<u32>, k: &str, cx: &mut Self| {
+                    if v == Some(0) {
+                        cx.issue(file, format!("{key}.{k}"), "must be greater than 0");
+                    }
+                    v.filter(|n| *n > 0)
+                };
+                let limits = LimitSpec {
+                    concurrency: limit(
+                        ri.concurrency_limit.or(model.concurrency_limit),
+                        "concurrency_limit",
+                        self,
+                    ),
+                    requests: limit(ri.rpm_limit.or(model.rpm_limit), "rpm_limit", self)
+                        .map(LimitSpec::per_minute),
+                    tokens: limit(ri.tpm_limit.or(model.tpm_limit), "tpm_limit", self)
+                        .map(LimitSpec::per_minute),
+                };
                 let api_key = ri
                     .api_key
                     .as_ref()
@@ -246,6 +264,7 @@ impl Loader<'_> {
                     // Set from the pools and task groups once those are resolved.
                     health: Default::default(),
                     breaker: Default::default(),
+                    limits,
                 });
             }
         }

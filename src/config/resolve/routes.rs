@@ -143,6 +143,7 @@ impl Plans<'_> {
             members,
             group: None,
             rotate: Rotate::Provider,
+            limits: crate::limit::LimitSpec::NONE,
             ..tier.clone()
         })
     }
@@ -181,6 +182,7 @@ fn single(label: &str, members: Vec<MemberSpec>, max_attempts: u32) -> Plan {
         retry_delay: None,
         rotate: Rotate::Instance,
         defaults: Defaults::default(),
+        limits: crate::limit::LimitSpec::NONE,
         score: ScoreWeights::default(),
         group: None,
     };
