@@ -14,6 +14,7 @@
 //!   window; every task group breaker; the latest events.
 //! - `GET /admin/events?since=SEQ&limit=N`: health state changes, oldest first.
 //! - `POST /admin/instances/{id}/health-check`: probe it now; the verdict applies.
+//! - `GET /admin/limits`: every limiter (tiers' and instances'): capacity, use, refusals.
 //! - `GET /admin/fallbacks`: every route's plan (its steps and why), how often each kind of
 //!   step served it, and the latest requests that fell back or failed.
 
@@ -55,6 +56,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
         .route("/admin/health", get(health::health))
         .route("/admin/events", get(health::events))
         .route("/admin/fallbacks", get(fallbacks))
+        .route("/admin/limits", get(limits))
         .route_layer(middleware::from_fn_with_state(gateway, authorize))
 }
 
@@ -278,6 +280,19 @@ async fn set_weight(
         Ok::<_, Error>(Json(serde_json::json!({ "id": id, "weight": body.weight })))
     })();
     respond(result)
+}
+
+async fn limits(State(gw): State<Arc<Gateway>>) -> Response {
+    let snap = gw.snapshot();
+    let now_ms = clock_ns() / 1_000_000;
+    let mut tiers: Vec<_> = (snap.routes.tiers())
+        .filter_map(|t| t.limits.as_ref().map(|l| l.view(now_ms)))
+        .collect();
+    tiers.sort_by(|a, b| a.name.cmp(&b.name));
+    let instances: Vec<_> = (snap.instances.iter())
+        .filter_map(|i| i.limits.as_ref().map(|l| l.view(now_ms)))
+        .collect();
+    Json(serde_json::json!({ "tiers": tiers, "instances": instances })).into_response()
 }
 
 async fn fallbacks(State(gw): State<Arc<Gateway>>) -> Response {

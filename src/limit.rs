@@ -44,11 +44,17 @@ impl LimitSpec {
         self.concurrency.is_none() && self.requests.is_none() && self.tokens.is_none()
     }
 
-    /// `rpm_limit` as a sliding minute.
+    /// `rpm_limit` / `tpm_limit`: at most `n` in any minute (an exact sliding log up to
+    /// `rate::LOG_MAX`, the weighted sliding window above).
     pub fn per_minute(n: u32) -> Algorithm {
-        Algorithm::SlidingWindow {
-            window: Duration::from_secs(60),
-            max: u64::from(n).min(rate::SLIDING_MAX),
+        let (window, max) = (Duration::from_secs(60), u64::from(n));
+        if max <= rate::LOG_MAX {
+            Algorithm::SlidingLog { window, max }
+        } else {
+            Algorithm::SlidingWindow {
+                window,
+                max: max.min(rate::SLIDING_MAX),
+            }
         }
     }
 }
@@ -144,6 +150,15 @@ impl Limits {
             return None;
         }
         let key = |k: &str| format!("limit/{scope}/{name}/{k}");
+        let rate = |a: Algorithm, k: &str| {
+            let ring = match a {
+                Algorithm::SlidingLog { max, .. } => (0..max)
+                    .map(|i| store.cell(&format!("{}/{i}", key(k))))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            Rate::new(a, store.cell(&key(k)), ring)
+        };
         Some(Arc::new(Self {
             name: format!("{scope} {name}"),
             concurrency: spec.concurrency.map(|max| {
@@ -152,12 +167,8 @@ impl Limits {
                     cell: store.cell(&key("in_flight")),
                 })
             }),
-            requests: spec
-                .requests
-                .map(|a| Rate::new(a, store.cell(&key("requests")))),
-            tokens: spec
-                .tokens
-                .map(|a| Rate::new(a, store.cell(&key("tokens")))),
+            requests: spec.requests.map(|a| rate(a, "requests")),
+            tokens: spec.tokens.map(|a| rate(a, "tokens")),
             refused: AtomicU64::new(0),
             admitted: AtomicU64::new(0),
         }))

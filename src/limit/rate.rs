@@ -7,8 +7,13 @@
 //! - Fixed window: at most `max` per window. Word: window number (32 bits) and count.
 //! - Sliding window, weighted counter (Cloudflare's): the current window's count plus the
 //!   previous window's weighted by how much of it the sliding window still covers; no double
-//!   burst at an edge. Word: window number (24 bits), previous count and current count (20
+//!   burst at an edge (an approximation: it assumes the previous window's requests were
+//!   spread evenly). Word: window number (24 bits), previous count and current count (20
 //!   bits each, at most 1,048,575 per window).
+//! - Sliding log: exact, at most `max` in *any* window: a ring of the last `max` admission
+//!   times (one cell each) and a head counter; a request is admitted when the slot it would
+//!   reuse is older than the window. `rpm_limit` / `tpm_limit`-style limits up to
+//!   [`LOG_MAX`] use it; larger ones the weighted counter.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +25,11 @@ pub enum Algorithm {
     TokenBucket { capacity: f64, refill_per_s: f64 },
     FixedWindow { window: Duration, max: u64 },
     SlidingWindow { window: Duration, max: u64 },
+    SlidingLog { window: Duration, max: u64 },
 }
+
+/// The largest `max` a sliding log keeps (one cell per admission in the window).
+pub const LOG_MAX: u64 = 10_000;
 
 impl Algorithm {
     pub fn as_str(&self) -> &'static str {
@@ -28,6 +37,7 @@ impl Algorithm {
             Self::TokenBucket { .. } => "token_bucket",
             Self::FixedWindow { .. } => "fixed_window",
             Self::SlidingWindow { .. } => "sliding_window",
+            Self::SlidingLog { .. } => "sliding_log",
         }
     }
 
@@ -35,7 +45,9 @@ impl Algorithm {
     pub fn capacity(&self) -> u64 {
         match *self {
             Self::TokenBucket { capacity, .. } => capacity as u64,
-            Self::FixedWindow { max, .. } | Self::SlidingWindow { max, .. } => max,
+            Self::FixedWindow { max, .. }
+            | Self::SlidingWindow { max, .. }
+            | Self::SlidingLog { max, .. } => max,
         }
     }
 }
@@ -49,15 +61,33 @@ const LOW32: u64 = 0xFFFF_FFFF;
 pub struct Rate {
     pub algorithm: Algorithm,
     cell: Arc<dyn Cell>,
+    /// A sliding log's admission times (ms + 1; 0 = unused), `max` of them.
+    ring: Vec<Arc<dyn Cell>>,
 }
 
 impl Rate {
-    pub fn new(algorithm: Algorithm, cell: Arc<dyn Cell>) -> Self {
-        Self { algorithm, cell }
+    /// `cell` holds the state; a sliding log also needs `ring` (`max` cells), others none.
+    pub fn new(algorithm: Algorithm, cell: Arc<dyn Cell>, ring: Vec<Arc<dyn Cell>>) -> Self {
+        Self {
+            algorithm,
+            cell,
+            ring,
+        }
     }
 
     /// Take `n` now, or say how long until `n` could be taken.
     pub fn take(&self, n: u64, now_ms: u64) -> Result<(), Duration> {
+        if let Algorithm::SlidingLog { window, .. } = self.algorithm {
+            for i in 0..n {
+                if let Err(wait) = self.log_take(millis(window), now_ms) {
+                    for _ in 0..i {
+                        self.log_give_back();
+                    }
+                    return Err(wait);
+                }
+            }
+            return Ok(());
+        }
         let mut w = self.cell.load();
         loop {
             let next = match self.algorithm {
@@ -92,6 +122,7 @@ impl Rate {
                     }
                     index << 40 | prev << 20 | (cur + n)
                 }
+                Algorithm::SlidingLog { .. } => return Ok(()),
             };
             match self.cell.compare_exchange(w, next) {
                 Ok(_) => return Ok(()),
@@ -100,9 +131,52 @@ impl Rate {
         }
     }
 
+    /// One admission of a sliding log: claim the next slot of the ring if its time has left
+    /// the window (head first, by compare-and-swap, then the slot's time).
+    fn log_take(&self, len: u64, now_ms: u64) -> Result<(), Duration> {
+        let size = self.ring.len() as u64;
+        if size == 0 {
+            return Err(Duration::MAX);
+        }
+        let mut head = self.cell.load();
+        loop {
+            let slot = &self.ring[(head % size) as usize];
+            let t = slot.load();
+            // t = admission ms + 1; 0: never used.
+            if t != 0 && now_ms < t - 1 + len {
+                return Err(Duration::from_millis(t - 1 + len - now_ms));
+            }
+            match self.cell.compare_exchange(head, head + 1) {
+                Ok(_) => {
+                    slot.store(now_ms + 1);
+                    return Ok(());
+                }
+                Err(seen) => head = seen,
+            }
+        }
+    }
+
+    /// Undo the last admission of a sliding log, if nothing was admitted since.
+    fn log_give_back(&self) {
+        let size = self.ring.len() as u64;
+        let head = self.cell.load();
+        if size == 0 || head == 0 {
+            return;
+        }
+        if self.cell.compare_exchange(head, head - 1).is_ok() {
+            self.ring[((head - 1) % size) as usize].store(0);
+        }
+    }
+
     /// Give back `n` taken earlier (a later level refused, or usage came in lower than the
     /// estimate). Windows only give back within the window that took them.
     pub fn give_back(&self, n: u64, now_ms: u64) {
+        if let Algorithm::SlidingLog { .. } = self.algorithm {
+            for _ in 0..n {
+                self.log_give_back();
+            }
+            return;
+        }
         let mut w = self.cell.load();
         loop {
             let next = match self.algorithm {
@@ -124,6 +198,7 @@ impl Rate {
                     let (index, prev, cur) = sliding(w, now_ms, millis(window));
                     index << 40 | prev << 20 | cur.saturating_sub(n)
                 }
+                Algorithm::SlidingLog { .. } => return,
             };
             match self.cell.compare_exchange(w, next) {
                 Ok(_) => return,
@@ -170,6 +245,16 @@ impl Rate {
                     max.saturating_sub(used),
                     Duration::from_millis(end - now_ms),
                 )
+            }
+            Algorithm::SlidingLog { window, max } => {
+                let len = millis(window);
+                let live: Vec<u64> = (self.ring.iter())
+                    .map(|c| c.load())
+                    .filter(|&t| t != 0 && now_ms < t - 1 + len)
+                    .collect();
+                let reset = live.iter().min().map_or(0, |t| t - 1 + len - now_ms);
+                let used = live.len() as u64;
+                (used, max.saturating_sub(used), Duration::from_millis(reset))
             }
         }
     }
@@ -240,7 +325,30 @@ mod tests {
     use crate::shared;
 
     fn rate(a: Algorithm) -> Rate {
-        Rate::new(a, shared::local())
+        let ring = match a {
+            Algorithm::SlidingLog { max, .. } => (0..max).map(|_| shared::local()).collect(),
+            _ => Vec::new(),
+        };
+        Rate::new(a, shared::local(), ring)
+    }
+
+    #[test]
+    fn sliding_log_admits_at_most_max_in_any_window() {
+        let l = rate(Algorithm::SlidingLog {
+            window: Duration::from_secs(60),
+            max: 60,
+        });
+        // 30 at 10 s, 30 at 50 s: full.
+        assert_eq!((0..30).filter(|_| l.take(1, 10_000).is_ok()).count(), 30);
+        assert_eq!((0..40).filter(|_| l.take(1, 50_000).is_ok()).count(), 30);
+        // Until 70 s (the first 30 leave the window), nothing; then exactly those 30.
+        assert_eq!(l.take(1, 69_999), Err(Duration::from_millis(1)));
+        assert_eq!((0..40).filter(|_| l.take(1, 70_000).is_ok()).count(), 30);
+        assert_eq!(l.status(70_000), (60, 0, Duration::from_secs(40)));
+        // A refused multi-take takes nothing.
+        assert!(l.take(2, 70_000).is_err());
+        l.give_back(1, 70_000);
+        assert!(l.take(1, 70_000).is_ok());
     }
 
     #[test]
