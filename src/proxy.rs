@@ -108,8 +108,12 @@ pub async fn forward(
                 Ok(p) => p,
                 Err(r) => {
                     trace.skipped.push(instance.index);
-                    trace.skip(si, instance.index, r.what);
-                    walk.limited(r.retry_after);
+                    trace.skip(si, instance.index, r.refusal.what);
+                    walk.limited(r.refusal.retry_after);
+                    if r.tier_wide {
+                        // The tier is full: its other members would be refused too.
+                        break;
+                    }
                     continue;
                 }
             };
@@ -146,7 +150,9 @@ pub async fn forward(
         }
     }
     groups.leave(&snap);
-    if trace.attempts == 0 && !walk.refused_groups && walk.stopped.is_none() {
+    // Limits are hard: panic mode is for health, not for a route that is simply full.
+    let full = walk.retry_limited.is_some();
+    if trace.attempts == 0 && !walk.refused_groups && walk.stopped.is_none() && !full {
         // Nothing admitted anywhere: rather than fail, the least-bad instance (panic mode).
         let least = least_bad(&snap, &plan.steps, &trace);
         let least = least.filter(|(_, _, i)| snap.health.admit_breaker(i, clock_ns()));
@@ -157,7 +163,7 @@ pub async fn forward(
             trace.tried.push(instance.index);
             let permits = plan::admit_limits(tier, &instance, &req);
             if let Err(r) = &permits {
-                walk.limited(r.retry_after);
+                walk.limited(r.refusal.retry_after);
             }
             let timeout = plan::attempt_timeout(tier, &instance, deadline);
             if let (Some(timeout), Ok(permits)) = (timeout, permits) {

@@ -136,22 +136,43 @@ impl Walk {
     }
 }
 
+/// A limit refused: which, and whether it was the tier's own (then every other member of the
+/// tier would be refused too).
+pub(crate) struct LimitRefusal {
+    pub refusal: crate::limit::Refusal,
+    pub tier_wide: bool,
+}
+
 /// Take the tier's and the instance's limits for one attempt.
 pub(crate) fn admit_limits(
     tier: &Tier,
     inst: &Instance,
     req: &ClientRequest,
-) -> Result<crate::limit::Permits, crate::limit::Refusal> {
+) -> Result<crate::limit::Permits, LimitRefusal> {
     let mut permits = crate::limit::Permits::default();
     if tier.limits.is_none() && inst.limits.is_none() {
         return Ok(permits);
     }
-    let levels: Vec<&Arc<crate::limit::Limits>> = [tier.limits.as_ref(), inst.limits.as_ref()]
-        .into_iter()
-        .flatten()
-        .collect();
     let now_ms = clock_ns() / 1_000_000;
-    crate::limit::admit_all(&levels, req.estimate_tokens(), now_ms, &mut permits)?;
+    let tokens = req.estimate_tokens();
+    if let Some(t) = &tier.limits {
+        t.admit(tokens, now_ms, &mut permits)
+            .map_err(|refusal| LimitRefusal {
+                refusal,
+                tier_wide: true,
+            })?;
+    }
+    if let Some(i) = &inst.limits {
+        if let Err(refusal) = i.admit(tokens, now_ms, &mut permits) {
+            if let Some(t) = &tier.limits {
+                t.undo(tokens, now_ms);
+            }
+            return Err(LimitRefusal {
+                refusal,
+                tier_wide: false,
+            });
+        }
+    }
     Ok(permits)
 }
 
