@@ -43,6 +43,8 @@ pub enum Error {
         /// Every attempt, in order (and with `x-switchyard-trace: 1` every candidate passed
         /// over), as the error body's `attempts`.
         attempts: Vec<crate::proxy::AttemptReport>,
+        /// A 429 from switchyard's own limits: the `x-ratelimit-*` headers OpenAI sends.
+        headroom: Option<crate::limit::Headroom>,
     },
 }
 
@@ -149,11 +151,17 @@ impl IntoResponse for Error {
             HeaderValue::from_static("application/json"),
         );
         if let Self::Upstream {
-            retry_after: Some(v),
+            retry_after,
+            headroom,
             ..
         } = self
         {
-            headers.insert(header::RETRY_AFTER, v);
+            if let Some(v) = retry_after {
+                headers.insert(header::RETRY_AFTER, v);
+            }
+            if let Some(h) = headroom {
+                h.write(headers);
+            }
         }
         response
     }
@@ -177,6 +185,7 @@ mod tests {
             class: ErrorClass::Connect,
             detail: "all 3 attempts failed".into(),
             retry_after: None,
+            headroom: None,
             attempts: vec![crate::proxy::AttemptReport {
                 instance: "a".into(),
                 tier: "fast_pool".into(),

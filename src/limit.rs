@@ -100,6 +100,45 @@ impl Drop for Permit {
 pub struct Refusal {
     pub what: &'static str,
     pub retry_after: Duration,
+    pub headroom: Headroom,
+}
+
+/// What OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Headroom {
+    /// `requests` or `tokens`.
+    pub kind: &'static str,
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset: Duration,
+}
+
+impl Headroom {
+    /// Add the three headers (`reset` in OpenAI's form: `1.5s`, `20ms`, `6m0s`).
+    pub fn write(&self, headers: &mut http::HeaderMap) {
+        let name = |what: &str| {
+            http::HeaderName::from_bytes(format!("x-ratelimit-{what}-{}", self.kind).as_bytes())
+                .ok()
+        };
+        let ms = self.reset.as_millis();
+        let reset = if ms < 1000 {
+            format!("{ms}ms")
+        } else if ms < 60_000 {
+            let secs = format!("{:.3}", ms as f64 / 1e3);
+            format!("{}s", secs.trim_end_matches('0').trim_end_matches('.'))
+        } else {
+            format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1000)
+        };
+        for (what, value) in [
+            ("limit", self.limit.to_string()),
+            ("remaining", self.remaining.to_string()),
+            ("reset", reset),
+        ] {
+            if let (Some(n), Ok(v)) = (name(what), http::HeaderValue::from_str(&value)) {
+                headers.insert(n, v);
+            }
+        }
+    }
 }
 
 /// What one tier or instance enforces.
@@ -182,21 +221,35 @@ impl Limits {
         now_ms: u64,
         permits: &mut Permits,
     ) -> Result<(), Refusal> {
-        let refuse = |what, retry_after| {
+        let refuse = |what, retry_after, headroom| {
             self.refused.fetch_add(1, Relaxed);
-            Err(Refusal { what, retry_after })
+            Err(Refusal {
+                what,
+                retry_after,
+                headroom,
+            })
         };
         let permit = match &self.concurrency {
             None => None,
             Some(c) => match c.try_acquire() {
                 Some(p) => Some(p),
                 // When a slot frees is unknowable: come back soon.
-                None => return refuse("concurrency_full", Duration::from_secs(1)),
+                None => {
+                    let wait = Duration::from_secs(1);
+                    let headroom = Headroom {
+                        kind: "requests",
+                        limit: c.max,
+                        remaining: 0,
+                        reset: wait,
+                    };
+                    return refuse("concurrency_full", wait, headroom);
+                }
             },
         };
         if let Some(r) = &self.requests {
             if let Err(wait) = r.take(1, now_ms) {
-                return refuse("rate_limited", wait);
+                let headroom = headroom("requests", r, now_ms);
+                return refuse("rate_limited", wait, headroom);
             }
         }
         if let Some(t) = &self.tokens {
@@ -204,7 +257,8 @@ impl Limits {
                 if let Some(r) = &self.requests {
                     r.give_back(1, now_ms);
                 }
-                return refuse("token_limited", wait);
+                let headroom = headroom("tokens", t, now_ms);
+                return refuse("token_limited", wait, headroom);
             }
             permits.reserved.push((Arc::clone(self), tokens));
         }
@@ -254,6 +308,16 @@ impl Limits {
         let r = self.requests.as_ref()?;
         let (_, remaining, reset) = r.status(now_ms);
         Some((r.algorithm.capacity(), remaining, reset))
+    }
+}
+
+fn headroom(kind: &'static str, r: &Rate, now_ms: u64) -> Headroom {
+    let (_, remaining, reset) = r.status(now_ms);
+    Headroom {
+        kind,
+        limit: r.algorithm.capacity(),
+        remaining,
+        reset,
     }
 }
 
@@ -309,6 +373,28 @@ mod tests {
 
     fn limits(store: &MemoryStore, name: &str, spec: LimitSpec) -> Arc<Limits> {
         Limits::new(store, "test", name, &spec).unwrap_or_else(|| panic!("no limits"))
+    }
+
+    #[test]
+    fn headroom_writes_openai_style_headers() {
+        let mut h = http::HeaderMap::new();
+        for (ms, want) in [
+            (20, "20ms"),
+            (1500, "1.5s"),
+            (2000, "2s"),
+            (360_000, "6m0s"),
+        ] {
+            let room = Headroom {
+                kind: "requests",
+                limit: 60,
+                remaining: 0,
+                reset: Duration::from_millis(ms),
+            };
+            room.write(&mut h);
+            assert_eq!(h["x-ratelimit-reset-requests"], want);
+        }
+        assert_eq!(h["x-ratelimit-limit-requests"], "60");
+        assert_eq!(h["x-ratelimit-remaining-requests"], "0");
     }
 
     #[test]

@@ -58,6 +58,7 @@ pub async fn forward(
         refused_groups: false,
         stopped: None,
         retry_limited: None,
+        headroom: None,
     };
     let limit = plan.max_attempts.unwrap_or(u32::MAX);
     let mut groups = plan::GroupRun::default();
@@ -109,7 +110,7 @@ pub async fn forward(
                 Err(r) => {
                     trace.skipped.push(instance.index);
                     trace.skip(si, instance.index, r.refusal.what);
-                    walk.limited(r.refusal.retry_after);
+                    walk.limited(&r.refusal);
                     if r.tier_wide {
                         // The tier is full: its other members would be refused too.
                         break;
@@ -163,7 +164,7 @@ pub async fn forward(
             trace.tried.push(instance.index);
             let permits = plan::admit_limits(tier, &instance, &req);
             if let Err(r) = &permits {
-                walk.limited(r.refusal.retry_after);
+                walk.limited(&r.refusal);
             }
             let timeout = plan::attempt_timeout(tier, &instance, deadline);
             if let (Some(timeout), Ok(permits)) = (timeout, permits) {
@@ -429,6 +430,7 @@ fn final_error(snap: &Snapshot, plan: &plan::Plan<'_>, trace: &Trace, walk: plan
                     "every instance of the route is at its rate or concurrency limit; retry in {secs} s"
                 ),
                 retry_after: Some(HeaderValue::from(secs)),
+                headroom: walk.headroom,
                 attempts,
             };
         }
@@ -438,6 +440,7 @@ fn final_error(snap: &Snapshot, plan: &plan::Plan<'_>, trace: &Trace, walk: plan
                 class: ErrorClass::Timeout,
                 detail: format!("no attempt was made: {why}"),
                 retry_after: None,
+                headroom: None,
                 attempts,
             };
         }
@@ -466,6 +469,7 @@ fn final_error(snap: &Snapshot, plan: &plan::Plan<'_>, trace: &Trace, walk: plan
             detail: "no instance is available: every instance is ejected or behind an open circuit breaker".to_owned(),
             retry_after,
             attempts,
+            headroom: None,
         };
     };
     let tried: Vec<&str> = trace
@@ -491,6 +495,7 @@ fn final_error(snap: &Snapshot, plan: &plan::Plan<'_>, trace: &Trace, walk: plan
             e.class.as_str()
         ),
         retry_after: e.retry_after,
+        headroom: None,
         attempts,
     };
     tracing::warn!(

@@ -164,6 +164,10 @@ async fn an_instance_at_60_rpm_gets_at_most_60_the_overflow_goes_elsewhere_and_a
     for _ in 0..150 {
         let r = chat(&c, &gw, "p").await;
         if r.status() == 429 {
+            let h = r.headers();
+            assert_eq!(h["x-ratelimit-limit-requests"], "60");
+            assert_eq!(h["x-ratelimit-remaining-requests"], "0");
+            assert!(h.contains_key("x-ratelimit-reset-requests"));
             retry_after = r
                 .headers()
                 .get("retry-after")

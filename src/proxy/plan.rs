@@ -128,11 +128,16 @@ pub(crate) struct Walk {
     pub stopped: Option<&'static str>,
     /// The soonest a limit that refused a candidate has room again.
     pub retry_limited: Option<Duration>,
+    /// That limit's headroom, for the 429's `x-ratelimit-*` headers.
+    pub headroom: Option<crate::limit::Headroom>,
 }
 
 impl Walk {
-    pub fn limited(&mut self, wait: Duration) {
-        self.retry_limited = Some(self.retry_limited.map_or(wait, |w| w.min(wait)));
+    pub fn limited(&mut self, r: &crate::limit::Refusal) {
+        if self.retry_limited.is_none_or(|w| r.retry_after < w) {
+            self.retry_limited = Some(r.retry_after);
+            self.headroom = Some(r.headroom);
+        }
     }
 }
 
@@ -427,6 +432,7 @@ mod tests {
             refused_groups: false,
             stopped: None,
             retry_limited: None,
+            headroom: None,
         }
     }
 

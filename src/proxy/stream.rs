@@ -214,6 +214,7 @@ impl Live {
             class: e.class,
             detail: format!("instance {:?}: {}", self.guard.instance().spec.id, e.detail),
             retry_after: None,
+            headroom: None,
             attempts: Vec::new(),
         };
         let mut out = Vec::with_capacity(64 + DONE.len());
