@@ -44,7 +44,7 @@ pub enum Error {
         /// over), as the error body's `attempts`.
         attempts: Vec<crate::proxy::AttemptReport>,
         /// A 429 from switchyard's own limits: the `x-ratelimit-*` headers OpenAI sends.
-        headroom: Option<crate::limit::Headroom>,
+        headroom: Option<Box<crate::limit::Headroom>>,
     },
 }
 

@@ -430,7 +430,7 @@ fn final_error(snap: &Snapshot, plan: &plan::Plan<'_>, trace: &Trace, walk: plan
                     "every instance of the route is at its rate or concurrency limit; retry in {secs} s"
                 ),
                 retry_after: Some(HeaderValue::from(secs)),
-                headroom: walk.headroom,
+                headroom: walk.headroom.map(Box::new),
                 attempts,
             };
         }
