@@ -306,6 +306,13 @@ async fn attempt(
     let deadline = tokio::time::Instant::now() + timeout;
     let (head, body) = upstream.send(request, timeout).await?.into_parts();
     let status = head.status;
+    if status.is_success() {
+        // The provider's own headroom: nearly out means full now, not after its first 429.
+        let others = instance.live.in_flight().saturating_sub(1);
+        if let Some(rest) = crate::health::cooldown::exhausted(&head.headers, others) {
+            snap.health.cool_down(instance, rest, clock_ns());
+        }
+    }
     let content_type = head.headers.get(header::CONTENT_TYPE).cloned();
     if !status.is_success() {
         let class = instance.adapter.classify(status);

@@ -243,3 +243,30 @@ async fn an_echelon_concurrency_limit_caps_the_whole_tier() {
         "{tier}"
     );
 }
+
+#[tokio::test]
+async fn a_provider_saying_it_has_no_headroom_left_is_treated_as_full_before_it_answers_429() {
+    let (a, b) = (mock("a", &["--ratelimit-remaining", "0"]), mock("b", &[]));
+    let t = tree(&[("a", &a, ""), ("b", &b, "")], "");
+    let gw = gateway(t.path());
+    let c = client();
+    // Round robin: a answers first and says "0 left, reset in 2 s"; then it rests.
+    for _ in 0..10 {
+        assert_eq!(chat(&c, &gw, "p").await.status(), 200);
+    }
+    assert_eq!(
+        requests_seen(&c, &a).await,
+        1,
+        "a got traffic with no headroom left"
+    );
+    assert_eq!(requests_seen(&c, &b).await, 9);
+    let (_, health) = admin(&c, &gw, "GET", "/admin/health", None).await;
+    let a_view = health["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == "a")
+        .unwrap();
+    assert_eq!(a_view["ejection"], "cooling_down", "{a_view}");
+    assert_ne!(a_view["state"], "ejected");
+}

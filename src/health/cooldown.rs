@@ -43,6 +43,30 @@ pub fn from_headers(headers: &HeaderMap) -> Duration {
         .clamp(Duration::from_millis(1), MAX_COOLDOWN)
 }
 
+/// A successful reply's headroom headers (OpenAI's and Azure's `x-ratelimit-remaining-*`,
+/// Anthropic's `anthropic-ratelimit-*-remaining`) say the instance is about to refuse: at most
+/// `in_flight` left (the requests already on their way will use them). Then: rest until the
+/// reset, so it is treated as full before it starts answering 429.
+pub fn exhausted(headers: &HeaderMap, in_flight: u64) -> Option<Duration> {
+    let remaining = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let names = [
+        "x-ratelimit-remaining-requests",
+        "x-ratelimit-remaining-tokens",
+        "anthropic-ratelimit-requests-remaining",
+        "anthropic-ratelimit-tokens-remaining",
+    ];
+    let low = names
+        .iter()
+        .filter_map(|n| remaining(n))
+        .any(|left| left <= in_flight);
+    low.then(|| from_headers(headers))
+}
+
 /// A Go-style duration as OpenAI writes it: `"1h2m3.5s"`, `"6m0s"`, `"20ms"`, `"0.5s"`.
 fn go_duration(s: &str) -> Option<Duration> {
     let mut rest = s.trim();
@@ -106,6 +130,23 @@ mod tests {
             ("x-ratelimit-reset-tokens", "6m0s"),
         ];
         assert_eq!(from_headers(&headers(&both)), ms(360_000));
+    }
+
+    #[test]
+    fn a_reply_with_no_headroom_left_says_rest_until_the_reset() {
+        let low = [
+            ("x-ratelimit-remaining-requests", "1"),
+            ("x-ratelimit-reset-requests", "2s"),
+            ("x-ratelimit-remaining-tokens", "5000"),
+            ("x-ratelimit-reset-tokens", "20ms"),
+        ];
+        // One left and one already in flight: full.
+        assert_eq!(exhausted(&headers(&low), 1), Some(Duration::from_secs(2)));
+        // One left, nothing in flight: still room.
+        assert_eq!(exhausted(&headers(&low), 0), None);
+        assert_eq!(exhausted(&HeaderMap::new(), 5), None);
+        let anthropic = [("anthropic-ratelimit-requests-remaining", "0")];
+        assert_eq!(exhausted(&headers(&anthropic), 0), Some(DEFAULT_COOLDOWN));
     }
 
     #[test]

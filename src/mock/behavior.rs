@@ -38,6 +38,9 @@ pub struct Behavior {
     pub status: Option<u16>,
     /// Sent as `Retry-After` on 429 replies.
     pub retry_after_s: Option<u64>,
+    /// Sent as `x-ratelimit-remaining-requests` (with `x-ratelimit-reset-requests: 2s`) on
+    /// successful replies, like OpenAI's headroom headers.
+    pub ratelimit_remaining: Option<u64>,
     /// Content chunks (= completion tokens) in a reply; 0 means 8.
     pub stream_chunks: u32,
     /// If set, stream content chunks are paced at this many per second.
@@ -69,6 +72,7 @@ impl Default for Behavior {
             fail_rate: 0.0,
             status: None,
             retry_after_s: None,
+            ratelimit_remaining: None,
             stream_chunks: 0,
             tokens_per_s: None,
             hang: false,

@@ -34,6 +34,9 @@ pub struct MockArgs {
     /// Seconds to send in Retry-After on 429 replies.
     #[arg(long = "retry-after", value_name = "S")]
     pub retry_after: Option<u64>,
+    /// Send x-ratelimit-remaining-requests: N (reset 2s) on successful replies.
+    #[arg(long, value_name = "N")]
+    pub ratelimit_remaining: Option<u64>,
     /// Content chunks (tokens) per reply; 0 means 8.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub stream_chunks: u32,
@@ -91,6 +94,7 @@ impl MockArgs {
             fail_rate: self.fail_rate,
             status: self.status,
             retry_after_s: self.retry_after,
+            ratelimit_remaining: self.ratelimit_remaining,
             stream_chunks: self.stream_chunks,
             tokens_per_s: self.tokens_per_s,
             hang: self.hang,

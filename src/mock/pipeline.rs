@@ -125,7 +125,19 @@ pub(crate) async fn serve_api(
         },
         Endpoint::Models => json_response(StatusCode::OK, &reply::models(name)),
     };
-    with_name(response, name)
+    let mut response = with_name(response, name);
+    if let Some(left) = behavior
+        .ratelimit_remaining
+        .filter(|_| response.status().is_success())
+    {
+        let headers = response.headers_mut();
+        headers.insert("x-ratelimit-remaining-requests", left.into());
+        headers.insert(
+            "x-ratelimit-reset-requests",
+            http::HeaderValue::from_static("2s"),
+        );
+    }
+    response
 }
 
 /// The normal chat or completion reply; a stream takes over the in-flight guard.
