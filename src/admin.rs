@@ -292,7 +292,25 @@ async fn limits(State(gw): State<Arc<Gateway>>) -> Response {
     let instances: Vec<_> = (snap.instances.iter())
         .filter_map(|i| i.limits.as_ref().map(|l| l.view(now_ms)))
         .collect();
-    Json(serde_json::json!({ "tiers": tiers, "instances": instances })).into_response()
+    let mut models: Vec<_> = (snap.instances.iter())
+        .filter_map(|i| i.model_limits.as_ref().map(|l| l.view(now_ms)))
+        .collect();
+    models.sort_by(|a, b| a.name.cmp(&b.name));
+    models.dedup_by(|a, b| a.name == b.name);
+    let mut groups: Vec<_> = (snap.routes.tiers())
+        .filter_map(|t| t.group_limits.as_ref().map(|l| l.view(now_ms)))
+        .collect();
+    groups.sort_by(|a, b| a.name.cmp(&b.name));
+    groups.dedup_by(|a, b| a.name == b.name);
+    let clients: Vec<_> = snap.clients.all().iter().map(|l| l.view(now_ms)).collect();
+    Json(serde_json::json!({
+        "groups": groups,
+        "tiers": tiers,
+        "models": models,
+        "instances": instances,
+        "clients": clients,
+    }))
+    .into_response()
 }
 
 async fn fallbacks(State(gw): State<Arc<Gateway>>) -> Response {

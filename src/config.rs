@@ -55,6 +55,21 @@ pub struct Config {
     pub request_timeout: Option<Duration>,
     /// `[global.fallback] provider_chain`: the order `provider_failover` moves along.
     pub provider_chain: Vec<String>,
+    /// `[clients]`: limits per calling client.
+    pub clients: ClientLimits,
+}
+
+/// Limits per calling client: `default` for any client, `keys` by client name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClientLimits {
+    pub default: LimitSpec,
+    pub keys: std::collections::BTreeMap<String, LimitSpec>,
+}
+
+impl ClientLimits {
+    pub fn for_client(&self, name: &str) -> &LimitSpec {
+        self.keys.get(name).unwrap_or(&self.default)
+    }
 }
 
 /// One upstream endpoint serving one model.
@@ -78,6 +93,8 @@ pub struct InstanceSpec {
     pub breaker: BreakerPolicy,
     /// `rpm_limit`, `tpm_limit`, `concurrency_limit` of the instance (or its model).
     pub limits: LimitSpec,
+    /// `[models.X.shared_limits]`: over every instance of its model together.
+    pub model_limits: LimitSpec,
 }
 
 /// How an instance is reached.
@@ -184,6 +201,8 @@ pub struct TierSpec {
 pub struct GroupSpec {
     pub name: String,
     pub breaker: BreakerPolicy,
+    /// `[task_group] concurrency_limit` / `rpm_limit`: over all its echelons.
+    pub limits: LimitSpec,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

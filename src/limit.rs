@@ -33,7 +33,22 @@ pub struct LimitSpec {
     pub tokens: Option<Algorithm>,
 }
 
+impl Default for LimitSpec {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
+
 impl LimitSpec {
+    /// From `rpm_limit` / `tpm_limit` / `concurrency_limit` values (0 or none: no limit).
+    pub fn from_keys(rpm: Option<u32>, tpm: Option<u32>, concurrency: Option<u32>) -> Self {
+        Self {
+            concurrency: concurrency.filter(|n| *n > 0),
+            requests: rpm.filter(|n| *n > 0).map(Self::per_minute),
+            tokens: tpm.filter(|n| *n > 0).map(Self::per_minute),
+        }
+    }
+
     pub const NONE: Self = Self {
         concurrency: None,
         requests: None,
@@ -165,6 +180,12 @@ pub struct Permits {
 impl Permits {
     pub fn is_empty(&self) -> bool {
         self.held.is_empty() && self.reserved.is_empty()
+    }
+
+    /// Take over `other`'s permits and reservations (a client's, joining its attempt's).
+    pub fn absorb(&mut self, mut other: Permits) {
+        self.held.append(&mut other.held);
+        self.reserved.append(&mut other.reserved);
     }
 
     /// The reply reported `used` tokens: give back what the estimate over-reserved, or take
@@ -318,6 +339,52 @@ fn headroom(kind: &'static str, r: &Rate, now_ms: u64) -> Headroom {
         limit: r.algorithm.capacity(),
         remaining,
         reset,
+    }
+}
+
+/// Limits per calling client, made on first sight of each client (state in the store, so a
+/// new snapshot's table finds the same counts).
+#[derive(Debug)]
+pub struct ClientTable {
+    spec: crate::config::ClientLimits,
+    store: Arc<dyn Store>,
+    made: std::sync::Mutex<std::collections::HashMap<String, Option<Arc<Limits>>>>,
+}
+
+/// Distinct clients kept; past it, a client's limits are made per request (same state).
+const CLIENTS_KEPT: usize = 10_000;
+
+impl ClientTable {
+    pub fn new(spec: crate::config::ClientLimits, store: Arc<dyn Store>) -> Self {
+        Self {
+            spec,
+            store,
+            made: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The limits of `client` (`anonymous` when unnamed), if any apply.
+    pub fn get(&self, client: Option<&str>) -> Option<Arc<Limits>> {
+        if self.spec.default.is_none() && self.spec.keys.is_empty() {
+            return None;
+        }
+        let name = client.unwrap_or("anonymous");
+        let make = || Limits::new(&*self.store, "client", name, self.spec.for_client(name));
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = made.get(name) {
+            return found.clone();
+        }
+        let limits = make();
+        if made.len() < CLIENTS_KEPT {
+            made.insert(name.to_owned(), limits.clone());
+        }
+        limits
+    }
+
+    /// Every client seen so far, for the admin API.
+    pub fn all(&self) -> Vec<Arc<Limits>> {
+        let made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        made.values().flatten().cloned().collect()
     }
 }
 

@@ -45,6 +45,25 @@ pub async fn forward(
     req: ClientRequest,
 ) -> Result<Response, Error> {
     let plan = plan::plan_for(&snap, &req)?;
+    // The calling client's own limits, once per request (held until its response ends).
+    let mut client = Permits::default();
+    if let Some(limits) = snap.clients.get(req.options.client.as_deref()) {
+        let now_ms = clock_ns() / 1_000_000;
+        if let Err(r) = limits.admit(req.estimate_tokens(), now_ms, &mut client) {
+            let secs = r.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            return Err(Error::Upstream {
+                route: plan.name.to_string(),
+                class: ErrorClass::RateLimited,
+                detail: format!(
+                    "{} is over its limit ({}); retry in {secs} s",
+                    limits.name, r.what
+                ),
+                retry_after: Some(HeaderValue::from(secs)),
+                attempts: Vec::new(),
+                headroom: Some(Box::new(r.headroom)),
+            });
+        }
+    }
     let deadline = plan::deadline(&snap, &req);
     let mut trace = Trace::new(
         Arc::clone(&plan.name),
@@ -121,7 +140,15 @@ pub async fn forward(
             made += 1;
             let since = Instant::now();
             let tried = try_instance(
-                upstream, &snap, &req, tier, &instance, timeout, &mut trace, permits,
+                upstream,
+                &snap,
+                &req,
+                tier,
+                &instance,
+                timeout,
+                &mut trace,
+                permits,
+                &mut client,
             )
             .await;
             match tried {
@@ -131,7 +158,10 @@ pub async fn forward(
                         plan::note(&mut trace, si, &instance, Ok(()), since);
                     }
                     groups.served(&snap);
-                    return Ok(served(&snap, &plan, step, si, &trace, response));
+                    {
+                        client.settle_tokens(0, clock_ns() / 1_000_000);
+                        return Ok(served(&snap, &plan, step, si, &trace, response));
+                    }
                 }
                 Err(e) => {
                     plan::note(&mut trace, si, &instance, Err(&e), since);
@@ -170,14 +200,25 @@ pub async fn forward(
             if let (Some(timeout), Ok(permits)) = (timeout, permits) {
                 let since = Instant::now();
                 let tried = try_instance(
-                    upstream, &snap, &req, tier, &instance, timeout, &mut trace, permits,
+                    upstream,
+                    &snap,
+                    &req,
+                    tier,
+                    &instance,
+                    timeout,
+                    &mut trace,
+                    permits,
+                    &mut client,
                 )
                 .await;
                 match tried {
                     Ok(response) => {
                         plan::note(&mut trace, si, &instance, Ok(()), since);
                         let step = &plan.steps[si];
-                        return Ok(served(&snap, &plan, step, si, &trace, response));
+                        {
+                            client.settle_tokens(0, clock_ns() / 1_000_000);
+                            return Ok(served(&snap, &plan, step, si, &trace, response));
+                        }
                     }
                     Err(e) => {
                         plan::note(&mut trace, si, &instance, Err(&e), since);
@@ -187,6 +228,7 @@ pub async fn forward(
             }
         }
     }
+    client.settle_tokens(0, clock_ns() / 1_000_000);
     if let Some(stats) = plan.stats {
         stats.failed();
     }
@@ -236,10 +278,15 @@ async fn try_instance(
     timeout: std::time::Duration,
     trace: &mut Trace,
     permits: Permits,
+    client: &mut Permits,
 ) -> Result<Response, AttemptError> {
     trace.attempts += 1;
     let attempt_started = Instant::now();
-    match attempt(upstream, snap, req, tier, instance, timeout, trace, permits).await {
+    match attempt(
+        upstream, snap, req, tier, instance, timeout, trace, permits, client,
+    )
+    .await
+    {
         Ok(response) => Ok(response),
         // Client faults come back as responses, so every error here is the instance's.
         Err(e) => {
@@ -298,6 +345,7 @@ async fn attempt(
     timeout: std::time::Duration,
     trace: &Trace,
     permits: Permits,
+    client: &mut Permits,
 ) -> Result<Response, AttemptError> {
     let mut guard = instance.start(permits);
     let started = guard.since();
@@ -337,11 +385,14 @@ async fn attempt(
     }
     if req.stream && reply::is_event_stream(&head.headers) {
         let ttft = tier.ttft_timeout;
+        // The client's permits last as long as the stream it is served.
+        guard.absorb(std::mem::take(client));
         return stream::start(status, body, guard, snap, trace, deadline, timeout, ttft).await;
     }
     let body = reply::read_body(body, MAX_REPLY_BYTES, deadline).await?;
     let usage = reply::check(&body)?;
     record(snap, instance, usage.outcome(), started, None);
+    guard.absorb(std::mem::take(client));
     guard.settle(usage.prompt_tokens + usage.completion_tokens);
     log_done(trace, instance, status, false, Some(usage), None, "ok");
     drop(guard);

@@ -27,14 +27,28 @@ pub struct RequestOptions {
     pub fallback_groups: Vec<String>,
     pub trace: bool,
     pub timeout: Option<std::time::Duration>,
+    /// Who is calling, for per-client limits: `x-switchyard-client`, else a hash of the
+    /// client's bearer key (`key-…`; the key itself is never kept).
+    pub client: Option<String>,
 }
 
 impl RequestOptions {
     pub fn from_headers(headers: &http::HeaderMap) -> Result<Self, Error> {
         let mut o = Self::default();
+        let mut key = None;
         // One pass over the request's few headers, comparing names (no lookups by hash).
         for (name, value) in headers {
             let name = name.as_str();
+            if name == "authorization" {
+                let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer "));
+                key = token.map(|t| {
+                    use std::hash::{Hash, Hasher};
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    t.trim().hash(&mut h);
+                    format!("key-{:016x}", h.finish())
+                });
+                continue;
+            }
             if !name.starts_with("x-s") {
                 continue;
             }
@@ -56,6 +70,9 @@ impl RequestOptions {
                         .collect();
                 }
                 "x-switchyard-trace" => o.trace = matches!(text()?, "1" | "true" | "yes"),
+                "x-switchyard-client" => {
+                    o.client = Some(text()?.to_owned()).filter(|s| !s.is_empty());
+                }
                 "x-switchyard-timeout" | "x-stainless-timeout" => {
                     let v = text()?;
                     let d = v
@@ -72,6 +89,9 @@ impl RequestOptions {
                 }
                 _ => {}
             }
+        }
+        if o.client.is_none() {
+            o.client = key;
         }
         if o.llm_group.is_none() && !o.fallback_groups.is_empty() {
             return Err(Error::BadRequest(

@@ -156,10 +156,23 @@ pub struct Tier {
     pub group: Option<Arc<GroupBreaker>>,
     /// The tier's own limits (an echelon's, a pool's).
     pub limits: Option<Arc<Limits>>,
+    /// Its task group's limits, shared by the group's echelon tiers.
+    pub group_limits: Option<Arc<Limits>>,
 }
 
 impl Tier {
-    fn build(spec: &TierSpec, instances: &[Arc<Instance>], health: &Health) -> Self {
+    fn build(
+        spec: &TierSpec,
+        instances: &[Arc<Instance>],
+        health: &Health,
+        groups: &mut HashMap<String, Option<Arc<Limits>>>,
+    ) -> Self {
+        let group_limits = spec.group.as_ref().and_then(|g| {
+            let made = groups
+                .entry(g.name.clone())
+                .or_insert_with(|| Limits::new(&*health.store, "group", &g.name, &g.limits));
+            made.clone()
+        });
         let members: Vec<Member> = spec
             .members
             .iter()
@@ -188,6 +201,7 @@ impl Tier {
             defaults: spec.defaults,
             group: (spec.group.as_ref()).map(|g| health.group(&g.name, g.breaker)),
             limits: Limits::new(&*health.store, "tier", &spec.label, &spec.limits),
+            group_limits,
         }
     }
 }
@@ -203,14 +217,14 @@ pub struct RouteTable {
 impl RouteTable {
     pub fn build(specs: &[RouteSpec], instances: &[Arc<Instance>], health: &Health) -> Self {
         let mut table = Self::default();
+        let mut group_limits = HashMap::new();
         for spec in specs {
             let steps = (spec.tiers.iter().zip(&spec.steps))
                 .map(|(t, &why)| {
                     // Tier labels are routing names, unique across kinds: equal label, same tier.
-                    let tier = table
-                        .tiers
-                        .entry(t.label.clone())
-                        .or_insert_with(|| Arc::new(Tier::build(t, instances, health)));
+                    let tier = table.tiers.entry(t.label.clone()).or_insert_with(|| {
+                        Arc::new(Tier::build(t, instances, health, &mut group_limits))
+                    });
                     Step {
                         tier: Arc::clone(tier),
                         why,

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::config::{Config, Endpoint};
 use crate::health::{Gate, Health};
-use crate::limit::Limits;
+use crate::limit::{ClientTable, Limits};
 use crate::provider::OpenAi;
 use crate::proxy::FallbackLog;
 use crate::route::{Route, RouteTable, Tier};
@@ -27,6 +27,8 @@ pub struct Snapshot {
     pub health: Arc<Health>,
     /// Requests that fell back or failed: carried from snapshot to snapshot.
     pub fallbacks: Arc<FallbackLog>,
+    /// Per-client limits (`[clients]`).
+    pub clients: ClientTable,
     /// For each instance (by index), the tiers it is a member of.
     tiers_of: Vec<Vec<Arc<Tier>>>,
     /// `GET /v1/models`, rendered once.
@@ -45,6 +47,7 @@ impl Snapshot {
         let adapter = Arc::new(OpenAi);
         let now = clock_ns();
         let health = previous.map_or_else(Arc::default, |p| Arc::clone(&p.health));
+        let mut model_limits: HashMap<String, Option<Arc<Limits>>> = HashMap::new();
         let carried: HashMap<&str, &Arc<Live>> = previous
             .map(|p| {
                 p.instances
@@ -74,13 +77,18 @@ impl Snapshot {
                     |l| Arc::clone(l),
                 );
                 let limits = Limits::new(&*health.store, "instance", &spec.id, &spec.limits);
+                let model_limits = (model_limits.entry(spec.model_ref.clone()))
+                    .or_insert_with(|| {
+                        Limits::new(&*health.store, "model", &spec.model_ref, &spec.model_limits)
+                    })
+                    .clone();
                 Arc::new(Instance::new(
                     i,
                     spec.clone(),
                     base_url,
                     adapter.clone(),
                     live,
-                    limits,
+                    [limits, model_limits],
                 ))
             })
             .collect::<Vec<_>>();
@@ -94,7 +102,9 @@ impl Snapshot {
             }
         }
         let models_json = render_models(&routes);
+        let clients = ClientTable::new(config.clients.clone(), Arc::clone(&health.store));
         Self {
+            clients,
             fallbacks: previous.map_or_else(Arc::default, |p| Arc::clone(&p.fallbacks)),
             health,
             tiers_of,

@@ -39,6 +39,8 @@ pub struct Instance {
     pub live: Arc<Live>,
     /// Its `rpm_limit` / `tpm_limit` / `concurrency_limit`, state in the shared store.
     pub limits: Option<Arc<Limits>>,
+    /// Its model's `shared_limits`, the same for every instance of the model.
+    pub model_limits: Option<Arc<Limits>>,
 }
 
 impl Instance {
@@ -48,8 +50,9 @@ impl Instance {
         base_url: String,
         adapter: Arc<dyn Adapter>,
         live: Arc<Live>,
-        limits: Option<Arc<Limits>>,
+        limits: [Option<Arc<Limits>>; 2],
     ) -> Self {
+        let [limits, model_limits] = limits;
         let uri = |op| adapter.url(&base_url, &spec, op).parse::<Uri>().ok();
         let uris = [
             uri(Operation::Chat),
@@ -68,6 +71,7 @@ impl Instance {
             headers,
             live,
             limits,
+            model_limits,
         }
     }
 
@@ -126,6 +130,11 @@ impl InFlight {
     /// When the request was dispatched.
     pub fn since(&self) -> std::time::Instant {
         self.1
+    }
+
+    /// Hold `permits` (the client's) for as long as this attempt's response lasts.
+    pub fn absorb(&mut self, permits: Permits) {
+        self.2.absorb(permits);
     }
 
     /// The attempt ended having used `tokens`: settle the token limits' reservations (once;

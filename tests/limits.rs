@@ -270,3 +270,68 @@ async fn a_provider_saying_it_has_no_headroom_left_is_treated_as_full_before_it_
     assert_eq!(a_view["ejection"], "cooling_down", "{a_view}");
     assert_ne!(a_view["state"], "ejected");
 }
+
+#[tokio::test]
+async fn a_model_wide_limit_is_shared_by_its_instances_and_clients_have_their_own() {
+    let (a, b) = (mock("a", &[]), mock("b", &[]));
+    let t = tree(&[("a", &a, ""), ("b", &b, "")], "");
+    // Model-wide: 6 a minute over a and b together.
+    let p = std::fs::read_to_string(t.path().join("providers/up.toml")).unwrap();
+    t.file(
+        "providers/up.toml",
+        &p.replace(
+            "[models.m]\n",
+            "[models.m]\nshared_limits = { rpm_limit = 6 }\n",
+        ),
+    );
+    let reg = std::fs::read_to_string(t.path().join("_registry.toml")).unwrap();
+    t.file(
+        "_registry.toml",
+        &format!("{reg}\n[clients.default]\nrpm_limit = 3\n[clients.keys.vip]\nrpm_limit = 100\n"),
+    );
+    let gw = gateway(t.path());
+    let c = client();
+    let send = |who: Option<(&'static str, &'static str)>| {
+        let (c, url) = (c.clone(), gw.url.clone());
+        async move {
+            let mut req = c
+                .post(format!("{url}/v1/chat/completions"))
+                .json(&chat_body("p"));
+            if let Some((k, v)) = who {
+                req = req.header(k, v);
+            }
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // An unnamed client: 3, then its own limit.
+    let mut anon = Vec::new();
+    for _ in 0..5 {
+        anon.push(send(None).await);
+    }
+    assert_eq!(anon.iter().filter(|(s, _)| *s == 200).count(), 3);
+    assert!(anon[4].1.contains("client anonymous"), "{}", anon[4].1);
+    // Another client by API key has its own 3.
+    let key = Some(("authorization", "Bearer sk-other"));
+    let keyed: Vec<u16> = futures_util::future::join_all((0..4).map(|_| send(key)))
+        .await
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(keyed.iter().filter(|s| **s == 200).count(), 3, "{keyed:?}");
+    // A VIP is not limited by the client default, but the model's 6 a minute still hold.
+    let vip = Some(("x-switchyard-client", "vip"));
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(send(vip).await.0);
+    }
+    assert_eq!(
+        statuses,
+        [429, 429, 429, 429, 429],
+        "the model's 6 were spent by the others"
+    );
+    assert_eq!(requests_seen(&c, &a).await + requests_seen(&c, &b).await, 6);
+    let (_, limits) = admin(&c, &gw, "GET", "/admin/limits", None).await;
+    assert_eq!(limits["models"][0]["name"], "model up:m", "{limits}");
+    assert_eq!(limits["clients"].as_array().unwrap().len(), 3, "{limits}");
+}

@@ -25,6 +25,25 @@ pub struct Registry {
     pub wrappers: BTreeMap<String, FileRef>,
     pub global: toml::Table,
     pub dependencies: BTreeMap<String, Vec<String>>,
+    /// Limits per calling client (`x-switchyard-client`, else the client's API key).
+    pub clients: Clients,
+}
+
+/// `[clients]`: `default` for every client, `keys.NAME` for one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Clients {
+    pub default: Option<LimitKeys>,
+    pub keys: BTreeMap<String, LimitKeys>,
+}
+
+/// `rpm_limit`, `tpm_limit`, `concurrency_limit`.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(default)]
+pub struct LimitKeys {
+    pub rpm_limit: Option<u32>,
+    pub tpm_limit: Option<u32>,
+    pub concurrency_limit: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -95,6 +114,8 @@ pub struct Model {
     pub rpm_limit: Option<u32>,
     pub tpm_limit: Option<u32>,
     pub concurrency_limit: Option<u32>,
+    /// Limits shared by every instance of the model (one provider account, say).
+    pub shared_limits: Option<LimitKeys>,
     pub instances: Vec<Instance>,
 }
 
@@ -249,6 +270,9 @@ pub struct TaskGroup {
     #[serde(default)]
     pub fallback: GroupFallback,
     pub echelons: BTreeMap<String, Echelon>,
+    /// Limits over every echelon of the group together.
+    pub concurrency_limit: Option<u32>,
+    pub rpm_limit: Option<u32>,
     #[serde(default)]
     pub metrics: toml::Table,
     #[serde(default)]

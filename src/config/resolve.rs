@@ -419,7 +419,18 @@ impl Loader<'_> {
                 warnings.push(issue);
             }
         }
+        let mut clients = crate::config::ClientLimits::default();
+        let keys = |k: &raw::LimitKeys| {
+            crate::limit::LimitSpec::from_keys(k.rpm_limit, k.tpm_limit, k.concurrency_limit)
+        };
+        if let Some(d) = &registry.clients.default {
+            clients.default = keys(d);
+        }
+        for (name, k) in &registry.clients.keys {
+            clients.keys.insert(name.clone(), keys(k));
+        }
         Some(Config {
+            clients,
             retry: global.retry,
             request_timeout: global.request_timeout,
             provider_chain: global.provider_chain,

@@ -69,6 +69,7 @@ mod tests {
             health: Default::default(),
             breaker: Default::default(),
             limits: crate::limit::LimitSpec::NONE,
+            model_limits: crate::limit::LimitSpec::NONE,
         }
     }
 

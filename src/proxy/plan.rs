@@ -148,33 +148,38 @@ pub(crate) struct LimitRefusal {
     pub tier_wide: bool,
 }
 
-/// Take the tier's and the instance's limits for one attempt.
+/// Take the limits one attempt passes, broadest first: its task group's, its tier's, its
+/// model's, its instance's. All or nothing: a refusal gives back what the others took.
 pub(crate) fn admit_limits(
     tier: &Tier,
     inst: &Instance,
     req: &ClientRequest,
 ) -> Result<crate::limit::Permits, LimitRefusal> {
     let mut permits = crate::limit::Permits::default();
-    if tier.limits.is_none() && inst.limits.is_none() {
+    let levels = [
+        (tier.group_limits.as_ref(), true),
+        (tier.limits.as_ref(), true),
+        (inst.model_limits.as_ref(), false),
+        (inst.limits.as_ref(), false),
+    ];
+    if levels.iter().all(|(l, _)| l.is_none()) {
         return Ok(permits);
     }
     let now_ms = clock_ns() / 1_000_000;
     let tokens = req.estimate_tokens();
-    if let Some(t) = &tier.limits {
-        t.admit(tokens, now_ms, &mut permits)
-            .map_err(|refusal| LimitRefusal {
-                refusal,
-                tier_wide: true,
-            })?;
-    }
-    if let Some(i) = &inst.limits {
-        if let Err(refusal) = i.admit(tokens, now_ms, &mut permits) {
-            if let Some(t) = &tier.limits {
-                t.undo(tokens, now_ms);
+    for (i, (limits, tier_wide)) in levels.iter().enumerate() {
+        let Some(limits) = limits else {
+            continue;
+        };
+        if let Err(refusal) = limits.admit(tokens, now_ms, &mut permits) {
+            for (taken, _) in &levels[..i] {
+                if let Some(t) = taken {
+                    t.undo(tokens, now_ms);
+                }
             }
             return Err(LimitRefusal {
                 refusal,
-                tier_wide: false,
+                tier_wide: *tier_wide,
             });
         }
     }

@@ -90,6 +90,15 @@ impl Loader<'_> {
             });
         }
         let breaker = self.breaker_policy(&tg.circuit_breaker, file);
+        for (k, v) in [
+            ("concurrency_limit", tg.concurrency_limit),
+            ("rpm_limit", tg.rpm_limit),
+        ] {
+            if v == Some(0) {
+                self.issue(file, format!("task_group.{k}"), "must be greater than 0");
+            }
+        }
+        let group_limits = LimitSpec::from_keys(tg.rpm_limit, None, tg.concurrency_limit);
         let strategy = match (&tg.fallback_strategy, &tg.fallback.strategy) {
             (Some(a), Some(b)) if a != b => {
                 self.issue(
@@ -218,6 +227,7 @@ impl Loader<'_> {
                         group: Some(GroupSpec {
                             name: name.to_owned(),
                             breaker,
+                            limits: group_limits,
                         }),
                     },
                 },

@@ -236,6 +236,25 @@ impl Loader<'_> {
                     tokens: limit(ri.tpm_limit.or(model.tpm_limit), "tpm_limit", self)
                         .map(LimitSpec::per_minute),
                 };
+                let shared = model.shared_limits.unwrap_or_default();
+                for (k, v) in [
+                    ("rpm_limit", shared.rpm_limit),
+                    ("tpm_limit", shared.tpm_limit),
+                    ("concurrency_limit", shared.concurrency_limit),
+                ] {
+                    if v == Some(0) {
+                        self.issue(
+                            file,
+                            format!("models.{model_name}.shared_limits.{k}"),
+                            "must be greater than 0",
+                        );
+                    }
+                }
+                let model_limits = LimitSpec::from_keys(
+                    shared.rpm_limit,
+                    shared.tpm_limit,
+                    shared.concurrency_limit,
+                );
                 let api_key = ri
                     .api_key
                     .as_ref()
@@ -265,6 +284,7 @@ impl Loader<'_> {
                     health: Default::default(),
                     breaker: Default::default(),
                     limits,
+                    model_limits,
                 });
             }
         }
