@@ -57,6 +57,17 @@ pub struct Config {
     pub provider_chain: Vec<String>,
     /// `[clients]`: limits per calling client.
     pub clients: ClientLimits,
+    /// `[global.limits] queue_timeout` / `queue_size`: wait for room instead of a 429.
+    pub queue: Option<QueueSpec>,
+}
+
+/// The wait queue for requests that find every candidate full.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QueueSpec {
+    /// Longest wait (within the request's deadline).
+    pub timeout: Duration,
+    /// Most requests waiting at once.
+    pub size: usize,
 }
 
 /// Limits per calling client: `default` for any client, `keys` by client name.

@@ -11,6 +11,7 @@
 //! State lives in `shared` cells (keyed `limit/{scope}/{name}/{kind}`), so a shared store can
 //! hold it for every replica.
 
+mod queue;
 pub mod rate;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use queue::{Queue, Ticket};
 pub use rate::{Algorithm, Rate};
 
 use crate::shared::{Cell, Store};
@@ -175,6 +177,19 @@ pub struct Permits {
     held: Vec<Permit>,
     /// Token reservations `(limits, tokens)`, corrected when usage is known.
     reserved: Vec<(Arc<Limits>, u64)>,
+    /// Told when the held permits come back (requests waiting for room).
+    waker: Option<Arc<Queue>>,
+}
+
+impl Drop for Permits {
+    fn drop(&mut self) {
+        if !self.held.is_empty() {
+            self.held.clear();
+            if let Some(q) = &self.waker {
+                q.release();
+            }
+        }
+    }
 }
 
 impl Permits {
@@ -182,10 +197,22 @@ impl Permits {
         self.held.is_empty() && self.reserved.is_empty()
     }
 
+    /// Permits that tell `queue` when they come back.
+    pub fn waking(queue: &Arc<Queue>) -> Self {
+        Self {
+            held: Vec::new(),
+            reserved: Vec::new(),
+            waker: Some(Arc::clone(queue)),
+        }
+    }
+
     /// Take over `other`'s permits and reservations (a client's, joining its attempt's).
     pub fn absorb(&mut self, mut other: Permits) {
         self.held.append(&mut other.held);
         self.reserved.append(&mut other.reserved);
+        if self.waker.is_none() {
+            self.waker = other.waker.take();
+        }
     }
 
     /// The reply reported `used` tokens: give back what the estimate over-reserved, or take

@@ -12,7 +12,7 @@ mod stream;
 mod trace;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::response::Response;
@@ -46,7 +46,7 @@ pub async fn forward(
 ) -> Result<Response, Error> {
     let plan = plan::plan_for(&snap, &req)?;
     // The calling client's own limits, once per request (held until its response ends).
-    let mut client = Permits::default();
+    let mut client = Permits::waking(&snap.queue);
     if let Some(limits) = snap.clients.get(req.options.client.as_deref()) {
         let now_ms = clock_ns() / 1_000_000;
         if let Err(r) = limits.admit(req.estimate_tokens(), now_ms, &mut client) {
@@ -65,6 +65,52 @@ pub async fn forward(
         }
     }
     let deadline = plan::deadline(&snap, &req);
+    // With a queue, a route that is simply full waits for room (never past the deadline).
+    let queue_until = snap.config.queue.map(|q| {
+        let until = tokio::time::Instant::now() + q.timeout;
+        deadline.map_or(until, |d| d.min(until))
+    });
+    loop {
+        let failed = match walk(upstream, &snap, &req, &plan, deadline, &mut client).await {
+            Ok(response) => return Ok(response),
+            Err(failed) => failed,
+        };
+        let full = failed.trace.attempts == 0 && failed.walk.retry_limited.is_some();
+        let now = tokio::time::Instant::now();
+        if let (true, Some(until)) = (full, queue_until.filter(|u| now < *u)) {
+            let hint = failed
+                .walk
+                .retry_limited
+                .unwrap_or(Duration::from_millis(10));
+            let client_name = req.options.client.as_deref().unwrap_or("anonymous");
+            if let Some(ticket) = snap.queue.join(client_name) {
+                ticket.wait(hint.min(until - now)).await;
+                continue;
+            }
+        }
+        client.settle_tokens(0, clock_ns() / 1_000_000);
+        if let Some(stats) = plan.stats {
+            stats.failed();
+        }
+        return Err(final_error(&snap, &plan, &failed.trace, failed.walk));
+    }
+}
+
+/// What a walk that served nothing leaves for the error.
+struct Failed {
+    trace: Trace,
+    walk: plan::Walk,
+}
+
+/// One walk over the plan: the response of the first attempt that succeeds.
+async fn walk(
+    upstream: &Upstream,
+    snap: &Arc<Snapshot>,
+    req: &ClientRequest,
+    plan: &plan::Plan<'_>,
+    deadline: Option<tokio::time::Instant>,
+    client: &mut Permits,
+) -> Result<Response, Failed> {
     let mut trace = Trace::new(
         Arc::clone(&plan.name),
         plan.header.clone(),
@@ -83,11 +129,11 @@ pub async fn forward(
     let mut groups = plan::GroupRun::default();
     'steps: for (si, step) in plan.steps.iter().enumerate() {
         let tier = &*step.tier;
-        if !groups.enter(&snap, tier) {
+        if !groups.enter(snap, tier) {
             walk.refused_groups = true;
             continue;
         }
-        plan::note_refused(&snap, tier, si, &mut trace);
+        plan::note_refused(snap, tier, si, &mut trace);
         let (mut made, mut round) = (0, 1);
         let mut local: Vec<usize> = Vec::new();
         while made < tier.max_attempts {
@@ -95,7 +141,7 @@ pub async fn forward(
                 walk.stopped = Some("max_attempts reached");
                 break 'steps;
             }
-            let Some(instance) = plan::pick(&snap, tier, &trace, &local, made > 0) else {
+            let Some(instance) = plan::pick(snap, tier, &trace, &local, made > 0) else {
                 if round < tier.max_instance_attempts && plan::new_round(tier, &mut trace) {
                     round += 1;
                     // The round starts anywhere but where the last one ended.
@@ -116,7 +162,7 @@ pub async fn forward(
                 trace.skip(si, instance.index, plan::refusal(&instance, now));
                 continue;
             }
-            if !plan::backoff(&snap, tier, &mut walk, deadline).await {
+            if !plan::backoff(snap, tier, &mut walk, deadline).await {
                 break 'steps;
             }
             let Some(timeout) = plan::attempt_timeout(tier, &instance, deadline) else {
@@ -124,7 +170,7 @@ pub async fn forward(
                 break 'steps;
             };
             // Limits: the tier's and the instance's, all or nothing; a full one is passed over.
-            let permits = match plan::admit_limits(tier, &instance, &req) {
+            let permits = match plan::admit_limits(tier, &instance, req, &snap.queue) {
                 Ok(p) => p,
                 Err(r) => {
                     trace.skipped.push(instance.index);
@@ -140,15 +186,7 @@ pub async fn forward(
             made += 1;
             let since = Instant::now();
             let tried = try_instance(
-                upstream,
-                &snap,
-                &req,
-                tier,
-                &instance,
-                timeout,
-                &mut trace,
-                permits,
-                &mut client,
+                upstream, snap, req, tier, &instance, timeout, &mut trace, permits, client,
             )
             .await;
             match tried {
@@ -157,10 +195,10 @@ pub async fn forward(
                     if trace.verbose || trace.attempts > 1 || si > 0 {
                         plan::note(&mut trace, si, &instance, Ok(()), since);
                     }
-                    groups.served(&snap);
+                    groups.served(snap);
                     {
                         client.settle_tokens(0, clock_ns() / 1_000_000);
-                        return Ok(served(&snap, &plan, step, si, &trace, response));
+                        return Ok(served(snap, plan, step, si, &trace, response));
                     }
                 }
                 Err(e) => {
@@ -168,7 +206,7 @@ pub async fn forward(
                     groups.failed(e.class);
                     let goes_on = snap.config.retry.goes_on(e.class);
                     if tier.rotate != crate::route::Rotate::Instance {
-                        plan::rotate_away(&snap, tier, &instance, &trace.tried, &mut local);
+                        plan::rotate_away(snap, tier, &instance, &trace.tried, &mut local);
                     }
                     walk.pending = Some(e.class);
                     walk.last = Some((instance, e));
@@ -180,19 +218,19 @@ pub async fn forward(
             }
         }
     }
-    groups.leave(&snap);
+    groups.leave(snap);
     // Limits are hard: panic mode is for health, not for a route that is simply full.
     let full = walk.retry_limited.is_some();
     if trace.attempts == 0 && !walk.refused_groups && walk.stopped.is_none() && !full {
         // Nothing admitted anywhere: rather than fail, the least-bad instance (panic mode).
-        let least = least_bad(&snap, &plan.steps, &trace);
+        let least = least_bad(snap, &plan.steps, &trace);
         let least = least.filter(|(_, _, i)| snap.health.admit_breaker(i, clock_ns()));
         if let Some((si, tier, instance)) = least {
             if instance.live.is_gated() {
                 snap.health.panic(&plan.name, &instance.spec.id);
             }
             trace.tried.push(instance.index);
-            let permits = plan::admit_limits(tier, &instance, &req);
+            let permits = plan::admit_limits(tier, &instance, req, &snap.queue);
             if let Err(r) = &permits {
                 walk.limited(&r.refusal);
             }
@@ -200,15 +238,7 @@ pub async fn forward(
             if let (Some(timeout), Ok(permits)) = (timeout, permits) {
                 let since = Instant::now();
                 let tried = try_instance(
-                    upstream,
-                    &snap,
-                    &req,
-                    tier,
-                    &instance,
-                    timeout,
-                    &mut trace,
-                    permits,
-                    &mut client,
+                    upstream, snap, req, tier, &instance, timeout, &mut trace, permits, client,
                 )
                 .await;
                 match tried {
@@ -217,7 +247,7 @@ pub async fn forward(
                         let step = &plan.steps[si];
                         {
                             client.settle_tokens(0, clock_ns() / 1_000_000);
-                            return Ok(served(&snap, &plan, step, si, &trace, response));
+                            return Ok(served(snap, plan, step, si, &trace, response));
                         }
                     }
                     Err(e) => {
@@ -228,11 +258,7 @@ pub async fn forward(
             }
         }
     }
-    client.settle_tokens(0, clock_ns() / 1_000_000);
-    if let Some(stats) = plan.stats {
-        stats.failed();
-    }
-    Err(final_error(&snap, &plan, &trace, walk))
+    Err(Failed { trace, walk })
 }
 
 /// A served response: statistics, the fallback history, the trace header.

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::config::{Config, Endpoint};
 use crate::health::{Gate, Health};
-use crate::limit::{ClientTable, Limits};
+use crate::limit::{ClientTable, Limits, Queue};
 use crate::provider::OpenAi;
 use crate::proxy::FallbackLog;
 use crate::route::{Route, RouteTable, Tier};
@@ -29,6 +29,9 @@ pub struct Snapshot {
     pub fallbacks: Arc<FallbackLog>,
     /// Per-client limits (`[clients]`).
     pub clients: ClientTable,
+    /// Requests waiting for room (`[global.limits] queue_timeout`): carried from snapshot to
+    /// snapshot.
+    pub queue: Arc<Queue>,
     /// For each instance (by index), the tiers it is a member of.
     tiers_of: Vec<Vec<Arc<Tier>>>,
     /// `GET /v1/models`, rendered once.
@@ -103,7 +106,10 @@ impl Snapshot {
         }
         let models_json = render_models(&routes);
         let clients = ClientTable::new(config.clients.clone(), Arc::clone(&health.store));
+        let queue = previous.map_or_else(Arc::default, |p| Arc::clone(&p.queue));
+        queue.set_capacity(config.queue.map_or(0, |q| q.size));
         Self {
+            queue,
             clients,
             fallbacks: previous.map_or_else(Arc::default, |p| Arc::clone(&p.fallbacks)),
             health,

@@ -335,3 +335,99 @@ async fn a_model_wide_limit_is_shared_by_its_instances_and_clients_have_their_ow
     assert_eq!(limits["models"][0]["name"], "model up:m", "{limits}");
     assert_eq!(limits["clients"].as_array().unwrap().len(), 3, "{limits}");
 }
+
+/// The tree with `[global.limits]` = `queue` in the registry.
+fn queued(instances: &[(&str, &Proc, &str)], queue: &str) -> Tree {
+    let t = tree(instances, "");
+    let reg = std::fs::read_to_string(t.path().join("_registry.toml")).unwrap();
+    t.file(
+        "_registry.toml",
+        &format!("[global.limits]\n{queue}\n{reg}"),
+    );
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_queue_requests_wait_for_room_fairly_between_clients_and_not_past_queue_timeout() {
+    let a = mock("a", &["--latency-ms", "100"]);
+    let t = queued(
+        &[("a", &a, "concurrency_limit = 1")],
+        "queue_timeout = 10\nqueue_size = 40",
+    );
+    let gw = gateway(t.path());
+    let c = client();
+    // A noisy client sends 8 at once, a quiet one 1 a moment later: all are served (they
+    // wait instead of a 429), one at a time, and the quiet one does not wait for all 8.
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let send = |who: &'static str| {
+        let (c, url, order) = (c.clone(), gw.url.clone(), order.clone());
+        tokio::spawn(async move {
+            let r = c
+                .post(format!("{url}/v1/chat/completions"))
+                .header("x-switchyard-client", who)
+                .json(&chat_body("p"))
+                .send()
+                .await
+                .unwrap();
+            order.lock().unwrap().push(who);
+            r.status().as_u16()
+        })
+    };
+    // Whether the quiet one arrives before, among or after the noisy ones, clients take
+    // turns at every released permit, so it is served among the first few.
+    let mut tasks: Vec<_> = (0..8).map(|_| send("noisy")).collect();
+    tasks.push(send("quiet"));
+    let statuses: Vec<u16> = futures_util::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(stats(&c, &a).await["max_in_flight"], 1);
+    let order = order.lock().unwrap().clone();
+    let quiet_at = order.iter().position(|w| *w == "quiet").unwrap();
+    assert!(
+        quiet_at <= 3,
+        "the quiet client came {quiet_at}th of {order:?}"
+    );
+
+    // A wait is bounded by queue_timeout: with the permit held for 2 s, a 429 after ~0.3 s.
+    let t = queued(&[("a", &a, "concurrency_limit = 1")], "queue_timeout = 0.3");
+    let gw = gateway(t.path());
+    let put = c
+        .put(format!("{}/mock/behavior", a.url))
+        .json(&json!({"name": "a", "latency_ms": 2000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let slow = {
+        let (c, url) = (c.clone(), gw.url.clone());
+        tokio::spawn(async move {
+            c.post(format!("{url}/v1/chat/completions"))
+                .json(&chat_body("p"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    // Explicit synchronisation: wait (bounded) until the slow request holds the permit.
+    for polls in 0.. {
+        if in_flight(&c, &gw, "a").await == 1 {
+            break;
+        }
+        assert!(polls < 500, "the slow request never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = std::time::Instant::now();
+    let r = chat(&c, &gw, "p").await;
+    let waited = started.elapsed();
+    assert_eq!(r.status(), 429);
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_millis(1500),
+        "{waited:?}"
+    );
+    assert_eq!(slow.await.unwrap(), 200);
+}

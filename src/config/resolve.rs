@@ -430,6 +430,7 @@ impl Loader<'_> {
             clients.keys.insert(name.clone(), keys(k));
         }
         Some(Config {
+            queue: global.queue,
             clients,
             retry: global.retry,
             request_timeout: global.request_timeout,

@@ -154,8 +154,9 @@ pub(crate) fn admit_limits(
     tier: &Tier,
     inst: &Instance,
     req: &ClientRequest,
+    queue: &Arc<crate::limit::Queue>,
 ) -> Result<crate::limit::Permits, LimitRefusal> {
-    let mut permits = crate::limit::Permits::default();
+    let mut permits = crate::limit::Permits::waking(queue);
     let levels = [
         (tier.group_limits.as_ref(), true),
         (tier.limits.as_ref(), true),

@@ -16,6 +16,7 @@ pub(super) struct Global {
     pub(super) request_timeout: Option<Duration>,
     pub(super) provider_chain: Vec<String>,
     pub(super) max_attempts: Option<u32>,
+    pub(super) queue: Option<crate::config::QueueSpec>,
 }
 
 impl Loader<'_> {
@@ -75,6 +76,25 @@ impl Loader<'_> {
             retry.max_retry_delay = d;
         }
         let request_timeout = secs(self, &["default_timeout"], false);
+        let queue_timeout = secs(self, &["limits", "queue_timeout"], true).filter(|d| !d.is_zero());
+        let queue_size = match find(&["limits", "queue_size"]) {
+            None => 1000,
+            Some((file, v)) => match v.as_integer().and_then(|n| usize::try_from(n).ok()) {
+                Some(n) if n > 0 => n,
+                _ => {
+                    self.issue(
+                        &file,
+                        "global.limits.queue_size",
+                        "must be a whole number ≥ 1",
+                    );
+                    1000
+                }
+            },
+        };
+        let queue = queue_timeout.map(|timeout| crate::config::QueueSpec {
+            timeout,
+            size: queue_size,
+        });
         if let Some((file, v)) = find(&["error_handling", "backoff_factor"]) {
             match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
                 Some(f) if (1.0..=100.0).contains(&f) => retry.backoff_factor = f,
@@ -125,6 +145,7 @@ impl Loader<'_> {
             request_timeout,
             provider_chain,
             max_attempts,
+            queue,
         }
     }
 }
