@@ -185,10 +185,15 @@ async fn walk(
             };
             made += 1;
             let since = Instant::now();
-            let tried = try_instance(
-                upstream, snap, req, tier, &instance, timeout, &mut trace, permits, client,
-            )
-            .await;
+            let call = Call {
+                upstream,
+                snap,
+                req,
+                tier,
+                instance: &instance,
+                timeout,
+            };
+            let tried = try_instance(call, &mut trace, permits, client).await;
             match tried {
                 Ok(response) => {
                     // The happy path (first attempt, first step) needs no entry.
@@ -196,10 +201,8 @@ async fn walk(
                         plan::note(&mut trace, si, &instance, Ok(()), since);
                     }
                     groups.served(snap);
-                    {
-                        client.settle_tokens(0, clock_ns() / 1_000_000);
-                        return Ok(served(snap, plan, step, si, &trace, response));
-                    }
+                    client.settle_tokens(0, clock_ns() / 1_000_000);
+                    return Ok(served(snap, plan, step, si, &trace, response));
                 }
                 Err(e) => {
                     plan::note(&mut trace, si, &instance, Err(&e), since);
@@ -237,18 +240,21 @@ async fn walk(
             let timeout = plan::attempt_timeout(tier, &instance, deadline);
             if let (Some(timeout), Ok(permits)) = (timeout, permits) {
                 let since = Instant::now();
-                let tried = try_instance(
-                    upstream, snap, req, tier, &instance, timeout, &mut trace, permits, client,
-                )
-                .await;
+                let call = Call {
+                    upstream,
+                    snap,
+                    req,
+                    tier,
+                    instance: &instance,
+                    timeout,
+                };
+                let tried = try_instance(call, &mut trace, permits, client).await;
                 match tried {
                     Ok(response) => {
                         plan::note(&mut trace, si, &instance, Ok(()), since);
                         let step = &plan.steps[si];
-                        {
-                            client.settle_tokens(0, clock_ns() / 1_000_000);
-                            return Ok(served(snap, plan, step, si, &trace, response));
-                        }
+                        client.settle_tokens(0, clock_ns() / 1_000_000);
+                        return Ok(served(snap, plan, step, si, &trace, response));
                     }
                     Err(e) => {
                         plan::note(&mut trace, si, &instance, Err(&e), since);
@@ -290,29 +296,33 @@ fn served(
     response
 }
 
+/// One attempt's inputs.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    upstream: &'a Upstream,
+    snap: &'a Arc<Snapshot>,
+    req: &'a ClientRequest,
+    tier: &'a Tier,
+    instance: &'a Arc<Instance>,
+    timeout: Duration,
+}
+
 /// One attempt, with what a failure teaches: recorded (health included), a 429's cool-down.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one attempt's inputs, from the walk"
-)]
 async fn try_instance(
-    upstream: &Upstream,
-    snap: &Arc<Snapshot>,
-    req: &ClientRequest,
-    tier: &Tier,
-    instance: &Arc<Instance>,
-    timeout: std::time::Duration,
+    call: Call<'_>,
     trace: &mut Trace,
     permits: Permits,
     client: &mut Permits,
 ) -> Result<Response, AttemptError> {
+    let Call {
+        snap,
+        tier,
+        instance,
+        ..
+    } = call;
     trace.attempts += 1;
     let attempt_started = Instant::now();
-    match attempt(
-        upstream, snap, req, tier, instance, timeout, trace, permits, client,
-    )
-    .await
-    {
+    match attempt(call, trace, permits, client).await {
         Ok(response) => Ok(response),
         // Client faults come back as responses, so every error here is the instance's.
         Err(e) => {
@@ -358,21 +368,20 @@ fn least_bad<'r>(
 }
 
 /// One attempt on one instance: a finished response, or why this instance failed.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one attempt's inputs, from the walk"
-)]
 async fn attempt(
-    upstream: &Upstream,
-    snap: &Arc<Snapshot>,
-    req: &ClientRequest,
-    tier: &Tier,
-    instance: &Arc<Instance>,
-    timeout: std::time::Duration,
+    call: Call<'_>,
     trace: &Trace,
     permits: Permits,
     client: &mut Permits,
 ) -> Result<Response, AttemptError> {
+    let Call {
+        upstream,
+        snap,
+        req,
+        tier,
+        instance,
+        timeout,
+    } = call;
     let mut guard = instance.start(permits);
     let started = guard.since();
     let body = req.body_with(&instance.spec.upstream_model, &tier.defaults);
