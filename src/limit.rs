@@ -390,9 +390,14 @@ impl ClientTable {
         }
     }
 
+    /// Whether any client limit is configured.
+    pub fn enabled(&self) -> bool {
+        !(self.spec.default.is_none() && self.spec.keys.is_empty())
+    }
+
     /// The limits of `client` (`anonymous` when unnamed), if any apply.
     pub fn get(&self, client: Option<&str>) -> Option<Arc<Limits>> {
-        if self.spec.default.is_none() && self.spec.keys.is_empty() {
+        if !self.enabled() {
             return None;
         }
         let name = client.unwrap_or("anonymous");

@@ -33,13 +33,15 @@ pub struct RequestOptions {
 }
 
 impl RequestOptions {
-    pub fn from_headers(headers: &http::HeaderMap) -> Result<Self, Error> {
+    /// `with_key`: derive a client name from the API key (only when per-client limits apply:
+    /// it costs a hash).
+    pub fn from_headers(headers: &http::HeaderMap, with_key: bool) -> Result<Self, Error> {
         let mut o = Self::default();
         let mut key = None;
         // One pass over the request's few headers, comparing names (no lookups by hash).
         for (name, value) in headers {
             let name = name.as_str();
-            if name == "authorization" {
+            if name == "authorization" && with_key {
                 let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer "));
                 key = token.map(|t| {
                     use std::hash::{Hash, Hasher};
@@ -367,7 +369,7 @@ mod tests {
     fn request_options_come_from_headers_and_bad_ones_are_refused() {
         let mut h = http::HeaderMap::new();
         assert_eq!(
-            RequestOptions::from_headers(&h).unwrap(),
+            RequestOptions::from_headers(&h, true).unwrap(),
             RequestOptions::default()
         );
         h.insert(
@@ -381,16 +383,16 @@ mod tests {
         h.insert("x-switchyard-trace", "1".parse().unwrap());
         h.insert("x-stainless-timeout", "600".parse().unwrap());
         h.insert("x-switchyard-timeout", "2.5".parse().unwrap());
-        let o = RequestOptions::from_headers(&h).unwrap();
+        let o = RequestOptions::from_headers(&h, true).unwrap();
         assert_eq!(o.llm_group.as_deref(), Some("plan_group.echelon1"));
         assert_eq!(o.fallback_groups, ["plan_group.echelon2", "thinking_group"]);
         assert!(o.trace);
         assert_eq!(o.timeout, Some(std::time::Duration::from_millis(2500)));
         h.insert("x-switchyard-timeout", "soon".parse().unwrap());
-        assert!(RequestOptions::from_headers(&h).is_err());
+        assert!(RequestOptions::from_headers(&h, true).is_err());
         let mut only_fallbacks = http::HeaderMap::new();
         only_fallbacks.insert("x-switchyard-fallback-groups", "a".parse().unwrap());
-        assert!(RequestOptions::from_headers(&only_fallbacks).is_err());
+        assert!(RequestOptions::from_headers(&only_fallbacks, true).is_err());
     }
 
     #[test]

@@ -163,7 +163,7 @@ async fn handle(gw: Arc<Gateway>, op: Operation, req: Request) -> Response {
     let snap = gw.snapshot();
     let limit = snap.config.max_body_bytes;
     let result = async {
-        let options = RequestOptions::from_headers(req.headers())?;
+        let options = RequestOptions::from_headers(req.headers(), snap.clients.enabled())?;
         let body = read_body(req, limit).await?;
         let mut request = ClientRequest::parse(op, body)?;
         request.options = options;

@@ -48,22 +48,20 @@ pub fn from_headers(headers: &HeaderMap) -> Duration {
 /// `in_flight` left (the requests already on their way will use them). Then: rest until the
 /// reset, so it is treated as full before it starts answering 429.
 pub fn exhausted(headers: &HeaderMap, in_flight: u64) -> Option<Duration> {
-    let remaining = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    };
-    let names = [
-        "x-ratelimit-remaining-requests",
-        "x-ratelimit-remaining-tokens",
-        "anthropic-ratelimit-requests-remaining",
-        "anthropic-ratelimit-tokens-remaining",
-    ];
-    let low = names
-        .iter()
-        .filter_map(|n| remaining(n))
-        .any(|left| left <= in_flight);
+    // One pass comparing names (a reply without these headers costs no hashing).
+    let low = headers.iter().any(|(name, value)| {
+        let watched = matches!(
+            name.as_str(),
+            "x-ratelimit-remaining-requests"
+                | "x-ratelimit-remaining-tokens"
+                | "anthropic-ratelimit-requests-remaining"
+                | "anthropic-ratelimit-tokens-remaining"
+        );
+        watched
+            && (value.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .is_some_and(|left| left <= in_flight)
+    });
     low.then(|| from_headers(headers))
 }
 
