@@ -14,6 +14,9 @@
 //!   window; every task group breaker; the latest events.
 //! - `GET /admin/events?since=SEQ&limit=N`: health state changes, oldest first.
 //! - `POST /admin/instances/{id}/health-check`: probe it now; the verdict applies.
+//! - `GET /admin/config`: the active config's version, source digest, the last refused reload.
+//! - `POST /admin/reload`: re-read the files now (200 with the status; 409 with the issues,
+//!   the current config still serving).
 //! - `GET /admin/limits`: every limiter (tiers' and instances'): capacity, use, refusals.
 //! - `GET /admin/fallbacks`: every route's plan (its steps and why), how often each kind of
 //!   step served it, and the latest requests that fell back or failed.
@@ -57,6 +60,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
         .route("/admin/events", get(health::events))
         .route("/admin/fallbacks", get(fallbacks))
         .route("/admin/limits", get(limits))
+        .route("/admin/config", get(config_status))
+        .route("/admin/reload", post(reload))
         .route_layer(middleware::from_fn_with_state(gateway, authorize))
 }
 
@@ -280,6 +285,20 @@ async fn set_weight(
         Ok::<_, Error>(Json(serde_json::json!({ "id": id, "weight": body.weight })))
     })();
     respond(result)
+}
+
+async fn config_status(State(gw): State<Arc<Gateway>>) -> Response {
+    Json(gw.config_status()).into_response()
+}
+
+async fn reload(State(gw): State<Arc<Gateway>>) -> Response {
+    match gw.reload() {
+        Ok(changed) => {
+            Json(serde_json::json!({ "reloaded": changed, "config": gw.config_status() }))
+                .into_response()
+        }
+        Err(e) => change_error(e).into_response(),
+    }
 }
 
 async fn limits(State(gw): State<Arc<Gateway>>) -> Response {

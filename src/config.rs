@@ -59,6 +59,9 @@ pub struct Config {
     pub clients: ClientLimits,
     /// `[global.limits] queue_timeout` / `queue_size`: wait for room instead of a 429.
     pub queue: Option<QueueSpec>,
+    /// `[global] enable_hot_reload` / `reload_interval`: poll the files this often (and watch
+    /// them).
+    pub hot_reload: Option<Duration>,
 }
 
 /// The wait queue for requests that find every candidate full.

@@ -27,6 +27,35 @@ pub struct Gateway {
     /// Runtime changes, serialised. Held only for the synchronous rebuild, never across an
     /// await, and never touched by the request path.
     admin: Mutex<Admin>,
+    status: Mutex<ConfigStatus>,
+}
+
+/// What `GET /admin/config` shows.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ConfigStatus {
+    /// 1 for the config loaded at start, +1 per reload that changed something.
+    pub version: u64,
+    /// Digest of the files of the active config.
+    pub fingerprint: String,
+    pub origin: String,
+    pub loaded_at_ms: u64,
+    /// Reloads refused (invalid trees).
+    pub rejected: u64,
+    /// The last refused reload, until a reload succeeds.
+    pub last_error: Option<ReloadError>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadError {
+    pub at_ms: u64,
+    pub fingerprint: String,
+    pub issues: Vec<String>,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 struct Admin {
@@ -84,9 +113,18 @@ impl Gateway {
         };
         admin.start_mocks(&config)?;
         let snapshot = Snapshot::build(Arc::new(config), &admin.urls(), None);
+        let status = ConfigStatus {
+            version: 1,
+            fingerprint: admin.source.fingerprint(),
+            origin: snapshot.config.origin.clone(),
+            loaded_at_ms: unix_ms(),
+            rejected: 0,
+            last_error: None,
+        };
         let gateway = Arc::new(Self {
             snapshot: ArcSwap::from_pointee(snapshot),
             admin: Mutex::new(admin),
+            status: Mutex::new(status),
         });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(checker::run(Arc::downgrade(&gateway), prober));
@@ -220,6 +258,66 @@ impl Gateway {
     /// Build, validate and swap in the config `overlay` produces; keep it on success.
     fn apply(&self, admin: &mut Admin, overlay: Overlay) -> Result<Arc<Snapshot>, ChangeError> {
         let config = Config::load_with_overlay(&admin.source, &overlay)?;
+        self.install(admin, config, overlay)
+    }
+
+    /// Re-read the config files and, if they changed and are valid, make them live (runtime
+    /// changes stay applied on top). An invalid tree is refused with its issues and the
+    /// current config keeps serving. `Ok(false)`: nothing changed.
+    pub fn reload(&self) -> Result<bool, ChangeError> {
+        let mut admin = self.lock();
+        let fresh = admin.source.reread();
+        let loaded = Config::load_with_overlay(&fresh, &admin.overlay);
+        let now_ms = unix_ms();
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let config = match loaded {
+            Ok(config) => config,
+            Err(e) => {
+                status.rejected += 1;
+                status.last_error = Some(ReloadError {
+                    at_ms: now_ms,
+                    fingerprint: fresh.fingerprint(),
+                    issues: e.issues.iter().map(ToString::to_string).collect(),
+                });
+                tracing::error!(target: "switchyard::config", error = %e, "reload refused; the current config keeps serving");
+                return Err(e.into());
+            }
+        };
+        let fingerprint = fresh.fingerprint();
+        if fingerprint == status.fingerprint {
+            return Ok(false);
+        }
+        let overlay = admin.overlay.clone();
+        admin.source = fresh;
+        self.install(&mut admin, config, overlay)?;
+        status.version += 1;
+        status.fingerprint = fingerprint;
+        status.loaded_at_ms = now_ms;
+        status.last_error = None;
+        tracing::info!(target: "switchyard::config", version = status.version, fingerprint = %status.fingerprint, "config reloaded");
+        Ok(true)
+    }
+
+    /// The active config's version and source digest, and the last refused reload.
+    pub fn config_status(&self) -> ConfigStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Where the config files live, when they are a directory (what a watcher watches).
+    pub fn config_root(&self) -> Option<std::path::PathBuf> {
+        self.lock().source.root()
+    }
+
+    /// Make `config` live: start its mocks, build and swap the snapshot, drain what left.
+    fn install(
+        &self,
+        admin: &mut Admin,
+        config: Config,
+        overlay: Overlay,
+    ) -> Result<Arc<Snapshot>, ChangeError> {
         admin.start_mocks(&config)?;
         let current = self.snapshot();
         let next = Arc::new(Snapshot::build(

@@ -16,6 +16,7 @@ pub mod limit;
 pub mod mock;
 pub mod provider;
 pub mod proxy;
+pub mod reload;
 pub mod request;
 pub mod retry;
 pub mod route;

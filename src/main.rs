@@ -156,6 +156,7 @@ async fn serve(
         config.instances.len(),
         config.origin.clone(),
     );
+    let hot_reload = config.hot_reload;
     let gateway = match Gateway::start(config, source).await {
         Ok(gateway) => gateway,
         Err(e) => {
@@ -163,6 +164,11 @@ async fn serve(
             return ExitCode::FAILURE;
         }
     };
+    if let (Some(every), Some(root)) = (hot_reload, gateway.config_root()) {
+        tracing::info!(root = %root.display(), every_s = every.as_secs_f64(), "hot reload on");
+        let weak = std::sync::Arc::downgrade(&gateway);
+        tokio::spawn(switchyard::reload::watch(weak, root, every));
+    }
     let workers = workers
         .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
         .unwrap_or(1);

@@ -430,6 +430,7 @@ impl Loader<'_> {
             clients.keys.insert(name.clone(), keys(k));
         }
         Some(Config {
+            hot_reload: global.hot_reload,
             queue: global.queue,
             clients,
             retry: global.retry,

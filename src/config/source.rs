@@ -15,6 +15,10 @@ pub trait Source: Send + Sync {
     fn read(&self, path: &str) -> Result<String, String>;
     /// Where this tree lives, for messages.
     fn describe(&self) -> String;
+    /// The directory the tree is read from, when it is one (what hot reload watches).
+    fn root(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// Files under a directory.
@@ -33,6 +37,10 @@ impl Source for DirSource {
 
     fn describe(&self) -> String {
         self.0.display().to_string()
+    }
+
+    fn root(&self) -> Option<PathBuf> {
+        Some(self.0.clone())
     }
 }
 
@@ -59,16 +67,51 @@ impl Source for EmbeddedSource {
 /// config from these copies, so an admin call never picks up a half-edited file on disk;
 /// reloading the files is an explicit step.
 pub struct CapturedSource {
-    inner: Box<dyn Source>,
+    inner: std::sync::Arc<dyn Source>,
     files: Mutex<HashMap<String, Result<String, String>>>,
 }
 
 impl CapturedSource {
     pub fn new(inner: Box<dyn Source>) -> Self {
         Self {
-            inner,
+            inner: std::sync::Arc::from(inner),
             files: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same source with nothing captured yet: the next reads see the files as they are
+    /// now (a reload).
+    pub fn reread(&self) -> Self {
+        Self {
+            inner: std::sync::Arc::clone(&self.inner),
+            files: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A digest of every file read so far (path and content, in path order): equal trees,
+    /// equal digests. Shown as the config's version by `GET /admin/config`.
+    pub fn fingerprint(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sorted: Vec<_> = files.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(b.0));
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for (path, text) in sorted {
+            path.hash(&mut h);
+            text.hash(&mut h);
+        }
+        format!("{:016x}", h.finish())
+    }
+
+    /// The directory the files are read from, if they are.
+    pub fn root(&self) -> Option<std::path::PathBuf> {
+        self.inner.root()
+    }
+
+    /// The paths read so far (what a watcher should watch).
+    pub fn paths(&self) -> Vec<String> {
+        let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        files.keys().cloned().collect()
     }
 }
 

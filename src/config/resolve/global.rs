@@ -17,6 +17,7 @@ pub(super) struct Global {
     pub(super) provider_chain: Vec<String>,
     pub(super) max_attempts: Option<u32>,
     pub(super) queue: Option<crate::config::QueueSpec>,
+    pub(super) hot_reload: Option<Duration>,
 }
 
 impl Loader<'_> {
@@ -91,6 +92,15 @@ impl Loader<'_> {
                 }
             },
         };
+        let enabled = match find(&["enable_hot_reload"]) {
+            None => false,
+            Some((file, v)) => v.as_bool().unwrap_or_else(|| {
+                self.issue(&file, "global.enable_hot_reload", "must be true or false");
+                false
+            }),
+        };
+        let interval = secs(self, &["reload_interval"], false).unwrap_or(Duration::from_secs(30));
+        let hot_reload = enabled.then_some(interval);
         let queue = queue_timeout.map(|timeout| crate::config::QueueSpec {
             timeout,
             size: queue_size,
@@ -146,6 +156,7 @@ impl Loader<'_> {
             provider_chain,
             max_attempts,
             queue,
+            hot_reload,
         }
     }
 }
