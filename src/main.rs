@@ -61,6 +61,12 @@ enum Command {
     Validate {
         #[arg(long)]
         config: PathBuf,
+        /// `text` (one `file:key: reason` per line) or `json` (one object on stdout).
+        #[arg(long, value_enum, default_value = "text")]
+        format: ValidateFormat,
+        /// Also print every routing name's plan: its steps in order and why each is there.
+        #[arg(long)]
+        graph: bool,
     },
     /// Run a mock OpenAI-compatible upstream.
     Mock(MockArgs),
@@ -87,31 +93,11 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, workers: Option<usize>) -> ExitCode {
     match command {
-        Command::Validate { config } => match Config::load_dir(&config) {
-            Ok(c) => {
-                for warning in &c.warnings {
-                    eprintln!("warning: {warning}");
-                }
-                say(&format!(
-                    "config {} is valid: {} routes, {} instances",
-                    c.origin,
-                    c.routes.len(),
-                    c.instances.len()
-                ));
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                for issue in &e.issues {
-                    eprintln!("{issue}");
-                }
-                eprintln!(
-                    "config {} is invalid: {} problem(s)",
-                    e.origin,
-                    e.issues.len()
-                );
-                ExitCode::FAILURE
-            }
-        },
+        Command::Validate {
+            config,
+            format,
+            graph,
+        } => validate(&config, format, graph),
         Command::Mock(args) => match mock::run(args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -203,6 +189,90 @@ async fn serve(
             eprintln!("error: server failed: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ValidateFormat {
+    Text,
+    Json,
+}
+
+/// `switchyard validate`: every problem at once; exit 1 on any.
+fn validate(dir: &std::path::Path, format: ValidateFormat, graph: bool) -> ExitCode {
+    let loaded = Config::load_dir(dir);
+    let issue = |i: &switchyard::config::Issue| serde_json::json!({ "file": i.file, "key": i.key, "reason": i.reason, "text": i.to_string() });
+    let plans = |c: &Config| -> Vec<serde_json::Value> {
+        (c.routes.iter())
+            .map(|r| {
+                let steps: Vec<_> = (r.tiers.iter().zip(&r.steps))
+                    .map(|(t, s)| serde_json::json!({ "tier": t.label, "step": s.as_str() }))
+                    .collect();
+                serde_json::json!({ "route": r.name, "kind": r.kind.as_str(), "plan": steps })
+            })
+            .collect()
+    };
+    match (&loaded, format) {
+        (Ok(c), ValidateFormat::Json) => {
+            let mut out = serde_json::json!({
+                "valid": true,
+                "origin": c.origin,
+                "routes": c.routes.len(),
+                "instances": c.instances.len(),
+                "warnings": c.warnings.iter().map(issue).collect::<Vec<_>>(),
+            });
+            if graph {
+                out["plans"] = serde_json::Value::Array(plans(c));
+            }
+            say(&out.to_string());
+        }
+        (Ok(c), ValidateFormat::Text) => {
+            for warning in &c.warnings {
+                eprintln!("warning: {warning}");
+            }
+            if graph {
+                for r in &c.routes {
+                    let chain: Vec<String> = (r.tiers.iter().zip(&r.steps))
+                        .map(|(t, s)| format!("{} ({})", t.label, s.as_str()))
+                        .collect();
+                    say(&format!(
+                        "{} [{}]: {}",
+                        r.name,
+                        r.kind.as_str(),
+                        chain.join(" → ")
+                    ));
+                }
+            }
+            say(&format!(
+                "config {} is valid: {} routes, {} instances",
+                c.origin,
+                c.routes.len(),
+                c.instances.len()
+            ));
+        }
+        (Err(e), ValidateFormat::Json) => {
+            let out = serde_json::json!({
+                "valid": false,
+                "origin": e.origin,
+                "issues": e.issues.iter().map(issue).collect::<Vec<_>>(),
+            });
+            say(&out.to_string());
+        }
+        (Err(e), ValidateFormat::Text) => {
+            for issue in &e.issues {
+                eprintln!("{issue}");
+            }
+            eprintln!(
+                "config {} is invalid: {} problem(s)",
+                e.origin,
+                e.issues.len()
+            );
+        }
+    }
+    if loaded.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

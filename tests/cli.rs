@@ -33,6 +33,52 @@ fn validate_prints_file_key_reason_and_fails_on_a_dangling_reference() {
 }
 
 #[test]
+fn validate_json_lists_every_problem_with_file_and_key_and_graph_prints_the_plans() {
+    let t = Tree::new();
+    t.file(
+        "_registry.toml",
+        "[providers]\nup = { file = \"up.toml\" }\n[pools]\np = { file = \"p.toml\" }\n",
+    );
+    t.file(
+        "up.toml",
+        "[provider]\ntype = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n[models.m]\n",
+    );
+    t.file(
+        "p.toml",
+        "[pool]\ntask_groups = [\"missing\"]\n[pool.health_check]\nfailure_threshold = 0\n",
+    );
+    let out = Command::new(BIN)
+        .args(["validate", "--format", "json", "--config"])
+        .arg(t.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    let keys: Vec<(&str, &str)> = (v["issues"].as_array().unwrap().iter())
+        .map(|i| (i["file"].as_str().unwrap(), i["key"].as_str().unwrap()))
+        .collect();
+    assert!(keys.contains(&("p.toml", "pool.task_groups[0]")), "{v}");
+    assert!(
+        keys.contains(&("p.toml", "pool.health_check.failure_threshold")),
+        "{v}"
+    );
+
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo");
+    let out = Command::new(BIN)
+        .args(["validate", "--graph", "--format", "json", "--config", demo])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan = (v["plans"].as_array().unwrap().iter())
+        .find(|p| p["route"] == "thinking")
+        .unwrap();
+    assert_eq!(plan["plan"][1]["tier"], "fast_pool", "{plan}");
+    assert_eq!(plan["plan"][1]["step"], "pool_fallback");
+}
+
+#[test]
 fn validate_accepts_the_demo_tree() {
     let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo");
     let out = Command::new(BIN)
