@@ -368,3 +368,52 @@ fn the_demo_plans_follow_echelons_then_fallback_groups_and_pools() {
     assert_eq!(fast_group.max_attempts, Some(3));
     assert!(config.retry.goes_on(crate::provider::ErrorClass::Server));
 }
+
+/// The loader on mangled input (seeded, so a failure reproduces): bytes flipped, files cut
+/// short, lines shuffled, garbage and TOML-ish noise. It must answer Ok or issues; a panic
+/// fails the test.
+#[test]
+fn mangled_trees_never_panic() {
+    let mut rng = fastrand::Rng::with_seed(0x5717_c4ad);
+    let noise = [
+        "[", "]", "=", "\"", "{", "}", ",", "\n", "[[", "]]", "${", ":", ".", "0", "-1", "1e999",
+        "true", "\u{0}", "é", "inherits_from", "models", "weight", "[pool]", "[task_group]",
+    ];
+    let base = tree();
+    let paths: Vec<&'static str> = base.keys().copied().collect();
+    let mut refused = 0;
+    for round in 0..3000 {
+        let mut files = base.clone();
+        let path = paths[rng.usize(..paths.len())];
+        let text = files.get(path).cloned().unwrap_or_default();
+        let mut bytes = text.into_bytes();
+        match round % 5 {
+            0 if !bytes.is_empty() => {
+                for _ in 0..rng.usize(1..8) {
+                    let i = rng.usize(..bytes.len());
+                    bytes[i] = rng.u8(..);
+                }
+            }
+            1 => bytes.truncate(rng.usize(..=bytes.len())),
+            2 => {
+                let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+                rng.shuffle(&mut lines);
+                bytes = lines.join(&b'\n');
+            }
+            3 => bytes = (0..rng.usize(..200)).map(|_| rng.u8(..)).collect(),
+            _ => {
+                for _ in 0..rng.usize(1..6) {
+                    let at = rng.usize(..=bytes.len());
+                    let piece = noise[rng.usize(..noise.len())].as_bytes();
+                    bytes.splice(at..at, piece.iter().copied());
+                }
+            }
+        }
+        files.insert(path, String::from_utf8_lossy(&bytes).into_owned());
+        if load(files).is_err() {
+            refused += 1;
+        }
+    }
+    // Most mangled trees are refused (and none panicked getting there).
+    assert!(refused > 1000, "{refused}");
+}
