@@ -376,8 +376,30 @@ fn the_demo_plans_follow_echelons_then_fallback_groups_and_pools() {
 fn mangled_trees_never_panic() {
     let mut rng = fastrand::Rng::with_seed(0x5717_c4ad);
     let noise = [
-        "[", "]", "=", "\"", "{", "}", ",", "\n", "[[", "]]", "${", ":", ".", "0", "-1", "1e999",
-        "true", "\u{0}", "é", "inherits_from", "models", "weight", "[pool]", "[task_group]",
+        "[",
+        "]",
+        "=",
+        "\"",
+        "{",
+        "}",
+        ",",
+        "\n",
+        "[[",
+        "]]",
+        "${",
+        ":",
+        ".",
+        "0",
+        "-1",
+        "1e999",
+        "true",
+        "\u{0}",
+        "é",
+        "inherits_from",
+        "models",
+        "weight",
+        "[pool]",
+        "[task_group]",
     ];
     let base = tree();
     let paths: Vec<&'static str> = base.keys().copied().collect();
@@ -416,4 +438,165 @@ fn mangled_trees_never_panic() {
     }
     // Most mangled trees are refused (and none panicked getting there).
     assert!(refused > 1000, "{refused}");
+}
+
+/// `(file, replace this, with this)` edits of the small valid tree, each breaking it one way.
+const BROKEN: &[(&str, &str, &str)] = &[
+    (
+        "pools/p.toml",
+        "task_groups = [\"g\"]",
+        "task_groups = [\"g\"",
+    ),
+    ("pools/p.toml", "type = \"weighted\"", "type = \"weigthed\""),
+    ("pools/p.toml", "type = \"weighted\"", "type = 7"),
+    (
+        "pools/p.toml",
+        "task_groups = [\"g\"]",
+        "task_groups = [\"nope\"]",
+    ),
+    ("pools/p.toml", "task_groups = [\"g\"]", "task_groups = []"),
+    ("pools/p.toml", "\"g.e1\" = 2", "\"g.e1\" = 0"),
+    ("pools/p.toml", "\"g.e1\" = 2", "\"g.e9\" = 2"),
+    ("pools/p.toml", "[pool]", "[pool]\ncolour = \"blue\""),
+    (
+        "pools/p.toml",
+        "[pool]",
+        "[pool.health_check]\ninterval = 0\n[pool]",
+    ),
+    (
+        "pools/p.toml",
+        "[pool]",
+        "[pool.health_check]\nerror_rate_threshold = 10\n[pool]",
+    ),
+    (
+        "pools/p.toml",
+        "[pool]",
+        "[pool.health_check]\nmax_ejection_percent = 150\n[pool]",
+    ),
+    (
+        "pools/p.toml",
+        "[pool]",
+        "[pool.rate_limiting]\nalgorithm = \"leaky\"\n[pool]",
+    ),
+    (
+        "pools/p.toml",
+        "[pool]",
+        "[pool.fallback]\nfallback_pools = [\"nope\"]\n[pool]",
+    ),
+    (
+        "task-groups/g.toml",
+        "models = [\"up:m\"]",
+        "models = [\"up:nope\"]",
+    ),
+    (
+        "task-groups/g.toml",
+        "models = [\"up:m\"]",
+        "models = [\"down:m\"]",
+    ),
+    ("task-groups/g.toml", "models = [\"up:m\"]", "models = []"),
+    (
+        "task-groups/g.toml",
+        "fallback_groups = [\"g.e2\"]",
+        "fallback_groups = [\"g.e7\"]",
+    ),
+    (
+        "task-groups/g.toml",
+        "fallback_strategy = \"echelon_down\"",
+        "fallback_strategy = \"sideways\"",
+    ),
+    (
+        "task-groups/g.toml",
+        "priority = 1",
+        "priority = 1\nconcurrency_limit = 0",
+    ),
+    (
+        "task-groups/g.toml",
+        "priority = 1",
+        "priority = 1\ntimeout = -3",
+    ),
+    (
+        "task-groups/g.toml",
+        "[task_group]",
+        "[task_group]\n[task_group.circuit_breaker]\nhalf_open_requests = 0",
+    ),
+    ("providers/up.toml", "weight = 3", "weight = 0"),
+    ("providers/up.toml", "${KEY:sk-default}", "${KEY}"),
+    (
+        "providers/up.toml",
+        "http://127.0.0.1:9/v1/",
+        "ftp://127.0.0.1/v1",
+    ),
+    ("providers/up.toml", "id = \"m-2\"", "id = \"m-1\""),
+    (
+        "providers/up.toml",
+        "type = \"openai\"",
+        "type = \"telepathy\"",
+    ),
+    ("wrappers/w.toml", "pool_name = \"p\"", "pool_name = \"q\""),
+    ("wrappers/w.toml", "type = \"pool\"", "type = \"bridge\""),
+    (
+        "_registry.toml",
+        "[pools]",
+        "[global]\nconfig_validation = \"loose\"\n[pools]",
+    ),
+    (
+        "_registry.toml",
+        "[pools]",
+        "[global.error_handling]\nretry_on_errors = [\"gremlins\"]\n[pools]",
+    ),
+];
+
+/// Every broken tree is refused, with one issue at the file and key its edit touched.
+#[test]
+fn thirty_broken_trees_are_each_refused_naming_file_and_key() {
+    let expected = [
+        "pools/p.toml: invalid TOML: line 4, column 9: missing comma between array elements",
+        "pools/p.toml:pool.rotation_strategy.type: unknown strategy \"weigthed\"",
+        "pools/p.toml:pool.rotation_strategy.type: invalid type: integer `7`, expected a string",
+        "pools/p.toml:pool.task_groups[0]: unknown task group \"nope\": it is not registered in _registry.toml",
+        "pools/p.toml:pool.task_groups: a pool needs at least one task group",
+        "pools/p.toml:pool.rotation_strategy.options.weights.\"g.e1\": must be at least 1",
+        "pools/p.toml:pool.rotation_strategy.options.weights.\"g.e9\": \"g.e9\" is not a group.echelon of this pool's task groups",
+        "pools/p.toml:pool.colour: unknown key",
+        "pools/p.toml:pool.health_check.interval: must be a positive number of seconds, got 0",
+        "pools/p.toml:pool.health_check.error_rate_threshold: must be a fraction in (0, 1]",
+        "pools/p.toml:pool.health_check.max_ejection_percent: must be at most 100",
+        "pools/p.toml:pool.rate_limiting.algorithm: unknown algorithm \"leaky\"",
+        "pools/p.toml:pool.fallback.fallback_pools[0]: unknown pool \"nope\"",
+        "task-groups/g.toml:task_group.echelons.e1.models[0]: unknown model \"up:nope\": provider \"up\" has no model \"nope\"",
+        "task-groups/g.toml:task_group.echelons.e1.models[0]: unknown model \"down:m\": no provider \"down\" is registered",
+        "task-groups/g.toml:task_group.echelons.e1.models: an echelon needs at least one model",
+        "task-groups/g.toml:task_group.fallback.fallback_groups[0]: unknown task group or group.echelon \"g.e7\"",
+        "task-groups/g.toml:task_group.fallback_strategy: unknown fallback strategy \"sideways\"",
+        "task-groups/g.toml:task_group.echelons.e1.concurrency_limit: must be greater than 0",
+        "task-groups/g.toml:task_group.echelons.e1.timeout: must be a positive number of seconds, got -3",
+        "task-groups/g.toml:task_group.circuit_breaker.half_open_requests: must be between 1 and 65535",
+        "providers/up.toml:models.m.instances[1].weight: must be at least 1",
+        "providers/up.toml:provider.api_key: environment variable KEY is not set",
+        "providers/up.toml:provider.base_url: \"ftp://127.0.0.1/v1\" must be an http:// or https:// URL",
+        "providers/up.toml:models.m.instances[1].id: instance id \"m-1\" is already used by model up:m",
+        "providers/up.toml:provider.type: unknown provider type \"telepathy\"; expected \"openai\"",
+        "wrappers/w.toml:wrappers.fast.pool_name: unknown pool \"q\"",
+        "wrappers/w.toml:wrappers.fast.type: unknown wrapper type \"bridge\"",
+        "_registry.toml:global.config_validation: must be \"strict\" or \"lenient\"",
+        "_registry.toml:global.error_handling.retry_on_errors: unknown error class \"gremlins\"",
+    ];
+    assert!(BROKEN.len() >= 25 && BROKEN.len() == expected.len());
+    let mut wrong = Vec::new();
+    for ((path, from, to), want) in BROKEN.iter().zip(expected) {
+        let mut files = tree();
+        let text = files.get(path).cloned().unwrap_or_default();
+        assert!(text.contains(from), "{path} has no {from:?}");
+        files.insert(path, text.replacen(from, to, 1));
+        let got = match load(files) {
+            Ok(_) => panic!("{path}: {from:?} → {to:?} was accepted"),
+            Err(e) => e.issues.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        };
+        if !got.iter().any(|i| i.starts_with(want)) {
+            wrong.push(format!(
+                "{path}: {from:?} → {to:?}\n  want: {want}\n  got:  {got:#?}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
