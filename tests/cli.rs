@@ -78,6 +78,30 @@ fn validate_json_lists_every_problem_with_file_and_key_and_graph_prints_the_plan
     assert_eq!(plan["plan"][1]["step"], "pool_fallback");
 }
 
+/// Seed 004's example files, as written (plus the providers and the three files its registry
+/// names without showing), load in strict mode.
+#[test]
+fn validate_accepts_seed_004s_examples_as_written() {
+    let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/seed");
+    let out = Command::new(BIN)
+        .args(["validate", "--graph", "--config", seed])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The thinking pool's TOML 1.1 multi-line inline `weights` table was read.
+    assert!(
+        stdout
+            .contains("thinking_pool [pool]: thinking_pool (primary) → fast_pool (pool_fallback)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("fast_group [task_group]: fast_group.echelon1 (primary) → fast_group.echelon2 (echelon_down) → fast_group.echelon3 (echelon_down)"), "{stdout}");
+}
+
 #[test]
 fn validate_accepts_the_demo_tree() {
     let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo");

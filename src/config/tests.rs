@@ -600,3 +600,43 @@ fn thirty_broken_trees_are_each_refused_naming_file_and_key() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+#[test]
+fn seed_004s_thinking_pool_weights_its_echelons_ten_five_one() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/seed");
+    let config = Config::load_dir(dir).unwrap();
+    let pool = config
+        .routes
+        .iter()
+        .find(|r| r.name == "thinking_pool")
+        .unwrap();
+    let weight_of = |model: &str| {
+        let tier = &pool.tiers[0];
+        let m = tier
+            .members
+            .iter()
+            .find(|m| config.instances[m.instance].model_ref == model);
+        m.map(|m| m.weight.get())
+    };
+    // echelon1: claude-3-5-sonnet, gpt-4 (× 10); echelon2: gpt-4o, claude-3-sonnet (× 5);
+    // echelon3: gpt-3.5-turbo (× 1).
+    assert_eq!(weight_of("anthropic:claude-3-5-sonnet"), Some(10));
+    assert_eq!(weight_of("anthropic:claude-3-sonnet"), Some(5));
+    assert_eq!(weight_of("openai:gpt-3.5-turbo"), Some(1));
+    // claude-3-5-sonnet is in both pools: fast_pool's interval (30 s), thinking_pool's
+    // failure_threshold (2) and recovery_time (120 s), the strictest of each.
+    let sonnet = config
+        .instances
+        .iter()
+        .find(|i| i.model_ref == "anthropic:claude-3-5-sonnet")
+        .unwrap();
+    let h = sonnet.health;
+    assert_eq!(
+        (
+            h.interval.as_secs(),
+            h.failure_threshold,
+            h.recovery_time.as_secs()
+        ),
+        (30, 2, 120)
+    );
+}
