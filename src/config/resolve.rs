@@ -11,6 +11,7 @@ mod groups;
 mod health;
 mod provider;
 mod routes;
+mod suggest;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -404,13 +405,20 @@ impl Loader<'_> {
             }
         };
         for (file, key) in std::mem::take(&mut self.unknown) {
+            let hint = suggest::nearest(&key)
+                .map(|k| format!("did you mean {k:?}? "))
+                .unwrap_or_default();
             let issue = Issue {
                 file,
                 key,
-                reason: if strict {
-                    "unknown key (a typo? config_validation = \"strict\" refuses keys it does not know; \"lenient\" only warns)".to_owned()
-                } else {
-                    "unknown key, ignored".to_owned()
+                reason: {
+                    if strict {
+                        format!(
+                            "unknown key ({hint}config_validation = \"strict\" refuses keys it does not know; \"lenient\" only warns)"
+                        )
+                    } else {
+                        format!("unknown key, ignored ({hint}not read)")
+                    }
                 },
             };
             if strict {
