@@ -10,6 +10,7 @@
 //! A [`Config`] cannot hold a dangling reference: routes point at instances by index.
 
 mod env;
+mod inherit;
 mod overlay;
 mod raw;
 mod resolve;

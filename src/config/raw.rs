@@ -157,6 +157,11 @@ pub struct Pool {
     pub rotation_strategy: RotationStrategy,
     #[serde(default)]
     pub health_check: HealthCheck,
+    /// Seed 004's flat spelling of `health_check.interval` / `.failure_threshold` /
+    /// `.recovery_time` (its inheritance example); the nested keys win.
+    pub health_check_interval: Option<f64>,
+    pub failure_threshold: Option<u32>,
+    pub recovery_time: Option<f64>,
     #[serde(default)]
     pub fallback: PoolFallback,
     #[serde(default)]

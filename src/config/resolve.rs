@@ -102,7 +102,12 @@ impl Loader<'_> {
             }
         };
         let mut value = match toml::from_str::<toml::Table>(&text) {
-            Ok(table) => toml::Value::Table(table),
+            Ok(mut table) => {
+                for (key, reason) in super::inherit::resolve(&mut table) {
+                    self.issue(file, key, reason);
+                }
+                toml::Value::Table(table)
+            }
             Err(e) => {
                 let at = e
                     .span()

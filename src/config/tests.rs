@@ -640,3 +640,40 @@ fn seed_004s_thinking_pool_weights_its_echelons_ten_five_one() {
         (30, 2, 120)
     );
 }
+
+/// Seed 004's inheritance example (with the task group a pool needs): `[pool]` inherits from
+/// `[base_pool]`, overriding one value.
+#[test]
+fn seed_004s_inheritance_example_loads() {
+    let mut files = tree();
+    files.insert(
+        "pools/p.toml",
+        r#"
+        # 基础配置
+        [base_pool]
+        health_check_interval = 30
+        failure_threshold = 3
+        recovery_time = 60
+        task_groups = ["g"]
+
+        # 具体配置继承基础配置
+        [pool]
+        inherits_from = "base_pool"
+        name = "p"
+        # 可以覆盖基础配置中的值
+        health_check_interval = 60
+        "#
+        .to_owned(),
+    );
+    let config = load(files).unwrap();
+    let pool = config.routes.iter().find(|r| r.name == "p").unwrap();
+    let h = config.instances[pool.tiers[0].members[0].instance].health;
+    assert_eq!(
+        (
+            h.interval.as_secs(),
+            h.failure_threshold,
+            h.recovery_time.as_secs()
+        ),
+        (60, 3, 60)
+    );
+}

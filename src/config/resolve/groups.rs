@@ -245,7 +245,11 @@ impl Loader<'_> {
         disabled: &BTreeSet<&str>,
         deferred: &mut Vec<Deferred>,
     ) -> Option<(TierSpec, HealthPolicy, Vec<String>)> {
-        let pool = self.parse::<raw::PoolFile>(file)?.pool;
+        let mut pool = self.parse::<raw::PoolFile>(file)?.pool;
+        let hc = &mut pool.health_check;
+        hc.interval = hc.interval.or(pool.health_check_interval);
+        hc.failure_threshold = hc.failure_threshold.or(pool.failure_threshold);
+        hc.recovery_time = hc.recovery_time.or(pool.recovery_time);
         let health = self.health_policy(&pool.health_check, file);
         self.check_name(file, "pool.name", pool.name.as_deref(), name);
         if pool.task_groups.is_empty() {
