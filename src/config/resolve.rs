@@ -9,6 +9,7 @@
 mod global;
 mod groups;
 mod health;
+mod lint;
 mod provider;
 mod routes;
 mod suggest;
@@ -342,10 +343,14 @@ impl Loader<'_> {
 
         let mut wrappers = Vec::new();
         let mut globals = vec![(REGISTRY.to_owned(), registry.global.clone())];
+        let mut wrapper_files = BTreeMap::new();
         for file in registry.wrappers.values().filter(|f| f.enabled) {
-            if let Some(global) =
-                self.wrappers(&file.file, &pools, &groups, &disabled, &mut wrappers)
-            {
+            let before = wrappers.len();
+            let global = self.wrappers(&file.file, &pools, &groups, &disabled, &mut wrappers);
+            for (name, _) in &wrappers[before..] {
+                wrapper_files.insert(name.clone(), file.file.clone());
+            }
+            if let Some(global) = global {
                 globals.push((file.file.clone(), global));
             }
         }
@@ -396,7 +401,26 @@ impl Loader<'_> {
             default_attempts: global.max_attempts,
         };
         let routes = self.routes(&wrappers, &plans, &models);
-        let mut warnings = Vec::new();
+        let mut files = BTreeMap::new();
+        for (name, f) in registry.pools.iter().chain(&registry.task_groups) {
+            files.insert(name.clone(), f.file.clone());
+        }
+        for (name, _) in &wrappers {
+            files.insert(
+                name.clone(),
+                wrapper_files.get(name).cloned().unwrap_or_default(),
+            );
+        }
+        let mut warnings = lint::Graph {
+            routes: &routes,
+            instances: &instances,
+            groups: &groups,
+            metas: &metas,
+            pool_fallbacks: &pool_fallbacks,
+            request_timeout: global.request_timeout,
+            files: &files,
+        }
+        .lint();
         let strict = match registry.global.get("config_validation").map(|v| v.as_str()) {
             None | Some(Some("strict")) => true,
             Some(Some("lenient")) => false,

@@ -302,8 +302,16 @@ fn unknown_keys_are_refused_in_strict_mode_and_warned_in_lenient() {
         format!("[global]\nconfig_validation = \"lenient\"\n{registry}"),
     );
     let c = load(f).unwrap();
-    assert_eq!(c.warnings.len(), 1);
-    assert_eq!(c.warnings[0].key, "pool.rotation_strategy.typ");
+    let unknown: Vec<&Issue> = (c.warnings.iter())
+        .filter(|w| w.reason.starts_with("unknown key"))
+        .collect();
+    assert_eq!(unknown.len(), 1, "{:#?}", c.warnings);
+    assert_eq!(unknown[0].key, "pool.rotation_strategy.typ");
+    assert!(
+        unknown[0].reason.contains("did you mean \"type\"?"),
+        "{}",
+        unknown[0]
+    );
 }
 
 #[test]
@@ -675,5 +683,49 @@ fn seed_004s_inheritance_example_loads() {
             h.recovery_time.as_secs()
         ),
         (60, 3, 60)
+    );
+}
+
+#[test]
+fn the_fallback_graph_lint_warns_about_cycles_skipped_echelons_single_providers_and_deadlines() {
+    let mut files = tree();
+    let reg = files["_registry.toml"].replace(
+        "[pools]",
+        "[global]\ndefault_timeout = 5\n[pools]\nq = { file = \"pools/q.toml\" }",
+    );
+    files.insert("_registry.toml", reg);
+    let p = files["pools/p.toml"].replace(
+        "[pool]",
+        "[pool.fallback]\nfallback_pools = [\"q\"]\n[pool]",
+    );
+    files.insert("pools/p.toml", p);
+    files.insert(
+        "pools/q.toml",
+        "[pool]\ntask_groups = [\"g\"]\n[pool.fallback]\nfallback_pools = [\"p\"]\n".to_owned(),
+    );
+    let g = files["task-groups/g.toml"].replace("\"echelon_down\"", "\"group_fallback\"");
+    files.insert("task-groups/g.toml", g);
+    let config = load(files).unwrap();
+    let warnings: Vec<String> = config.warnings.iter().map(ToString::to_string).collect();
+    let has = |needle: &str| warnings.iter().any(|w| w.contains(needle));
+    assert!(
+        has("pools/p.toml:pool.fallback.fallback_pools: fallback cycle p → q → p"),
+        "{warnings:#?}"
+    );
+    assert!(
+        has(
+            "task-groups/g.toml:task_group.fallback_strategy: group_fallback: the group's plan never reaches echelon(s) e2"
+        ),
+        "{warnings:#?}"
+    );
+    assert!(
+        has("wrappers/w.toml:wrappers.fast: every step of its plan is provider \"up\""),
+        "{warnings:#?}"
+    );
+    assert!(
+        has(
+            "_registry.toml:global.default_timeout: route \"p\": when attempts time out, only the first 1 of its 2 steps"
+        ),
+        "{warnings:#?}"
     );
 }
