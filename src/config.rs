@@ -15,6 +15,7 @@ mod overlay;
 mod raw;
 mod resolve;
 mod source;
+mod yaml;
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -27,6 +27,8 @@ pub struct Registry {
     pub dependencies: BTreeMap<String, Vec<String>>,
     /// Limits per calling client (`x-switchyard-client`, else the client's API key).
     pub clients: Clients,
+    /// Seed 003's YAML files (`task_groups:` and `polling_pools:` in one file).
+    pub yaml: BTreeMap<String, FileRef>,
 }
 
 /// `[clients]`: `default` for every client, `keys.NAME` for one.

@@ -51,6 +51,7 @@ pub fn load(
         overlay,
         issues: Vec::new(),
         unknown: Vec::new(),
+        virtual_files: HashMap::new(),
     };
     let config = cx.run();
     match config {
@@ -69,6 +70,8 @@ struct Loader<'a> {
     issues: Vec<Issue>,
     /// Keys no field reads: `(file, key)`.
     unknown: Vec<(String, String)>,
+    /// Files made from YAML ones (`FILE#task_groups.NAME`), read before the source.
+    virtual_files: HashMap<String, String>,
 }
 
 /// An echelon after resolution, kept by group for pools and fallbacks.
@@ -95,7 +98,11 @@ impl Loader<'_> {
 
     /// Read, parse, env-expand and deserialise one file.
     fn parse<T: DeserializeOwned>(&mut self, file: &str) -> Option<T> {
-        let text = match self.source.read(file) {
+        let read = match self.virtual_files.get(file) {
+            Some(text) => Ok(text.clone()),
+            None => self.source.read(file),
+        };
+        let text = match read {
             Ok(text) => text,
             Err(e) => {
                 self.issue(file, "", format!("cannot read file: {e}"));
@@ -199,7 +206,8 @@ impl Loader<'_> {
     }
 
     fn run(&mut self) -> Option<Config> {
-        let registry: raw::Registry = self.parse(REGISTRY)?;
+        let mut registry: raw::Registry = self.parse(REGISTRY)?;
+        self.yaml_files(&mut registry);
         let listen_text = registry.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
         let listen = match listen_text.parse() {
             Ok(addr) => addr,
@@ -483,6 +491,59 @@ impl Loader<'_> {
             instances,
             routes,
         })
+    }
+}
+
+impl Loader<'_> {
+    /// Seed 003's YAML files: their groups and pools become virtual files registered like
+    /// the TOML ones.
+    fn yaml_files(&mut self, registry: &mut raw::Registry) {
+        let files: Vec<String> = (registry.yaml.values())
+            .filter(|f| f.enabled)
+            .map(|f| f.file.clone())
+            .collect();
+        for file in files {
+            let text = match self.source.read(&file) {
+                Ok(text) => text,
+                Err(e) => {
+                    self.issue(&file, "", format!("cannot read file: {e}"));
+                    continue;
+                }
+            };
+            let converted = match super::yaml::convert(&text) {
+                Ok(c) => c,
+                Err(errors) => {
+                    for (key, reason) in errors {
+                        self.issue(&file, key, reason);
+                    }
+                    continue;
+                }
+            };
+            for (kind, entries, target) in [
+                ("task_groups", converted.groups, &mut registry.task_groups),
+                ("polling_pools", converted.pools, &mut registry.pools),
+            ] {
+                for (name, toml_text) in entries {
+                    if target.contains_key(&name) {
+                        self.issue(
+                            &file,
+                            format!("{kind}.{name}"),
+                            format!("{name:?} is also registered in {REGISTRY}"),
+                        );
+                        continue;
+                    }
+                    let path = format!("{file}#{kind}.{name}");
+                    self.virtual_files.insert(path.clone(), toml_text);
+                    target.insert(
+                        name,
+                        raw::FileRef {
+                            file: path,
+                            enabled: true,
+                        },
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -729,3 +729,53 @@ fn the_fallback_graph_lint_warns_about_cycles_skipped_echelons_single_providers_
         "{warnings:#?}"
     );
 }
+
+/// Seed 003's `_task_groups.yaml`, as written, loads into the same model (its models are
+/// instance ids, defined here).
+#[test]
+fn seed_003s_yaml_task_groups_and_polling_pools_load() {
+    let yaml = include_str!("../../examples/seed/groups/_task_groups.yaml");
+    let files = [
+        (
+            "_registry.toml",
+            "[providers]\nup = { file = \"up.toml\" }\n[yaml]\nseed003 = { file = \"groups/_task_groups.yaml\" }\n",
+        ),
+        (
+            "up.toml",
+            "[provider]\ntype = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n[models.big]\n[[models.big.instances]]\nid = \"openai-gpt4\"\n[[models.big.instances]]\nid = \"anthropic-claude-opus\"\n[models.small]\n[[models.small.instances]]\nid = \"openai-gpt3.5-turbo\"\n[[models.small.instances]]\nid = \"gemini-pro\"\n",
+        ),
+        ("groups/_task_groups.yaml", yaml),
+    ];
+    let config = Config::load_with_env(&MemorySource::new(files), &no_env).unwrap();
+    let plan = |name: &str| -> Vec<(String, &'static str)> {
+        let r = config.routes.iter().find(|r| r.name == name).unwrap();
+        (r.tiers.iter().zip(&r.steps))
+            .map(|(t, s)| (t.label.clone(), s.as_str()))
+            .collect()
+    };
+    assert_eq!(
+        plan("fast_group"),
+        [("fast_group.echelon1".to_owned(), "primary")]
+    );
+    assert_eq!(
+        plan("fast_small_group.translation")[0].0,
+        "fast_small_group.translation"
+    );
+    let pool = config
+        .routes
+        .iter()
+        .find(|r| r.name == "single_turn_pool")
+        .unwrap();
+    assert_eq!(pool.tiers[0].members.len(), 4);
+    let e1 = config
+        .routes
+        .iter()
+        .find(|r| r.name == "fast_group.echelon1")
+        .unwrap();
+    assert_eq!(e1.tiers[0].max_attempts, 4, "max_retries: 3");
+    assert!(e1.tiers[0].limits.concurrency == Some(10));
+    // The pool's health_check_interval and token bucket were read.
+    let member = &config.instances[pool.tiers[0].members[0].instance];
+    assert_eq!(member.health.interval.as_secs(), 30);
+    assert!(pool.tiers[0].limits.requests.is_some());
+}

