@@ -11,6 +11,7 @@
 
 mod env;
 mod inherit;
+mod locate;
 mod overlay;
 mod raw;
 mod resolve;
@@ -231,16 +232,19 @@ pub struct MemberSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issue {
     pub file: String,
+    /// 1-based line of `key` (or of its nearest written table) in `file`, when known.
+    pub line: Option<usize>,
     pub key: String,
     pub reason: String,
 }
 
 impl fmt::Display for Issue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.file, self.reason)
-        } else {
-            write!(f, "{}:{}: {}", self.file, self.key, self.reason)
+        match (self.line, self.key.is_empty()) {
+            (None, true) => write!(f, "{}: {}", self.file, self.reason),
+            (None, false) => write!(f, "{}:{}: {}", self.file, self.key, self.reason),
+            (Some(l), true) => write!(f, "{}:{l}: {}", self.file, self.reason),
+            (Some(l), false) => write!(f, "{}:{l}: {}: {}", self.file, self.key, self.reason),
         }
     }
 }

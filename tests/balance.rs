@@ -182,7 +182,7 @@ async fn bad_admin_changes_are_refused_with_the_reason_and_change_nothing() {
             "/admin/instances/a",
             json!(null),
             409,
-            "task-groups/g.toml:task_group.echelons.e1.models[0]",
+            "task-groups/g.toml:3: task_group.echelons.e1.models[0]",
         ),
         (
             "PUT",

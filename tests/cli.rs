@@ -8,7 +8,7 @@ use std::process::Command;
 use common::{BIN, Proc, Tree, chat_body, client, models};
 
 #[test]
-fn validate_prints_file_key_reason_and_fails_on_a_dangling_reference() {
+fn validate_prints_file_line_key_reason_and_fails_on_a_dangling_reference() {
     let t = Tree::new();
     t.file(
         "_registry.toml",
@@ -27,7 +27,7 @@ fn validate_prints_file_key_reason_and_fails_on_a_dangling_reference() {
     assert!(!out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
-        stderr.contains("p.toml:pool.task_groups[0]: unknown task group \"missing_group\""),
+        stderr.contains("p.toml:2: pool.task_groups[0]: unknown task group \"missing_group\""),
         "{stderr}"
     );
 }

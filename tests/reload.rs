@@ -146,7 +146,7 @@ async fn twenty_rewrites_valid_and_invalid_under_load_lose_no_request() {
             );
             let issues = v["last_error"]["issues"].to_string();
             assert!(
-                issues.contains("task-groups/g.toml:task_group.echelons.e1.models[0]"),
+                issues.contains("task-groups/g.toml:3: task_group.echelons.e1.models[0]"),
                 "{issues}"
             );
         }

@@ -52,6 +52,7 @@ pub fn load(
         issues: Vec::new(),
         unknown: Vec::new(),
         virtual_files: HashMap::new(),
+        texts: HashMap::new(),
     };
     let config = cx.run();
     match config {
@@ -72,6 +73,8 @@ struct Loader<'a> {
     unknown: Vec<(String, String)>,
     /// Files made from YAML ones (`FILE#task_groups.NAME`), read before the source.
     virtual_files: HashMap<String, String>,
+    /// Every file's text as read, to give issues their line.
+    texts: HashMap<String, String>,
 }
 
 /// An echelon after resolution, kept by group for pools and fallbacks.
@@ -89,9 +92,12 @@ struct Deferred {
 
 impl Loader<'_> {
     fn issue(&mut self, file: &str, key: impl Into<String>, reason: impl Into<String>) {
+        let key: String = key.into();
+        let line = (self.texts.get(file)).and_then(|t| super::locate::line_of(t, &key));
         self.issues.push(Issue {
+            line,
             file: file.to_owned(),
-            key: key.into(),
+            key,
             reason: reason.into(),
         });
     }
@@ -103,7 +109,10 @@ impl Loader<'_> {
             None => self.source.read(file),
         };
         let text = match read {
-            Ok(text) => text,
+            Ok(text) => {
+                self.texts.insert(file.to_owned(), text.clone());
+                text
+            }
             Err(e) => {
                 self.issue(file, "", format!("cannot read file: {e}"));
                 return None;
@@ -445,7 +454,9 @@ impl Loader<'_> {
             let hint = suggest::nearest(&key)
                 .map(|k| format!("did you mean {k:?}? "))
                 .unwrap_or_default();
+            let line = (self.texts.get(&file)).and_then(|t| super::locate::line_of(t, &key));
             let issue = Issue {
+                line,
                 file,
                 key,
                 reason: {

@@ -91,12 +91,17 @@ fn load(files: HashMap<&'static str, String>) -> Result<Config, ConfigError> {
 }
 
 fn issues(files: HashMap<&'static str, String>) -> Vec<String> {
-    load(files)
-        .unwrap_err()
-        .issues
-        .iter()
-        .map(ToString::to_string)
-        .collect()
+    load(files).unwrap_err().issues.iter().map(plain).collect()
+}
+
+/// An issue as `file:key: reason` (its line left out; `issues_carry_the_line_of_their_key`
+/// checks lines).
+fn plain(i: &Issue) -> String {
+    Issue {
+        line: None,
+        ..i.clone()
+    }
+    .to_string()
 }
 
 #[test]
@@ -556,6 +561,24 @@ const BROKEN: &[(&str, &str, &str)] = &[
 
 /// Every broken tree is refused, with one issue at the file and key its edit touched.
 #[test]
+fn issues_carry_the_line_of_their_key() {
+    let mut files = tree();
+    let p = files["pools/p.toml"].replace("type = \"weighted\"", "type = \"weigthed\"");
+    files.insert("pools/p.toml", p);
+    let e = load(files).unwrap_err();
+    let i = (e.issues.iter())
+        .find(|i| i.key == "pool.rotation_strategy.type")
+        .unwrap();
+    // Line 5 of the file: a blank first line, then [pool], task_groups, [pool.rotation_strategy].
+    assert_eq!(i.line, Some(5));
+    assert!(
+        i.to_string()
+            .starts_with("pools/p.toml:5: pool.rotation_strategy.type: unknown strategy"),
+        "{i}"
+    );
+}
+
+#[test]
 fn thirty_broken_trees_are_each_refused_naming_file_and_key() {
     let expected = [
         "pools/p.toml: invalid TOML: line 4, column 9: missing comma between array elements",
@@ -598,9 +621,15 @@ fn thirty_broken_trees_are_each_refused_naming_file_and_key() {
         files.insert(path, text.replacen(from, to, 1));
         let got = match load(files) {
             Ok(_) => panic!("{path}: {from:?} → {to:?} was accepted"),
-            Err(e) => e.issues.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            Err(e) => e.issues,
         };
-        if !got.iter().any(|i| i.starts_with(want)) {
+        let hit = got.iter().find(|i| plain(i).starts_with(want));
+        // Every issue at a key says which line of its file the key (or its table) is on.
+        if hit.is_some_and(|i| !i.key.is_empty() && i.line.is_none()) {
+            wrong.push(format!("{path}: {want}: no line"));
+        }
+        let got: Vec<String> = got.iter().map(plain).collect();
+        if hit.is_none() {
             wrong.push(format!(
                 "{path}: {from:?} → {to:?}\n  want: {want}\n  got:  {got:#?}"
             ));

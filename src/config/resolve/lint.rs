@@ -51,6 +51,7 @@ impl Graph<'_> {
             };
             if let Some(path) = cycle(name, &next) {
                 out.push(Issue {
+                    line: None,
                     file: file(name),
                     key: "task_group.fallback.fallback_groups".to_owned(),
                     reason: format!(
@@ -66,6 +67,7 @@ impl Graph<'_> {
                     .collect();
                 if !skipped.is_empty() {
                     out.push(Issue {
+                    line: None,
                         file: file(name),
                         key: "task_group.fallback_strategy".to_owned(),
                         reason: format!(
@@ -80,6 +82,7 @@ impl Graph<'_> {
             let next = |p: &str| self.pool_fallbacks.get(p).cloned().unwrap_or_default();
             if let Some(path) = cycle(name, &next) {
                 out.push(Issue {
+                    line: None,
                     file: file(name),
                     key: "pool.fallback.fallback_pools".to_owned(),
                     reason: format!(
@@ -97,6 +100,7 @@ impl Graph<'_> {
             if r.kind == RouteKind::Wrapper && providers.len() == 1 {
                 let only = providers.iter().next().copied().unwrap_or_default();
                 out.push(Issue {
+                    line: None,
                     file: file(&r.name),
                     key: format!("wrappers.{}", r.name),
                     reason: format!(
@@ -137,6 +141,7 @@ impl Graph<'_> {
             }
             if starts < r.tiers.len() {
                 out.push(Issue {
+                    line: None,
                     file: REGISTRY.to_owned(),
                     key: "global.default_timeout".to_owned(),
                     reason: format!(
