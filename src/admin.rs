@@ -41,7 +41,7 @@ use crate::gateway::{ChangeError, Gateway};
 use crate::health::{Health, InstanceHealth};
 use crate::route::Tier;
 use crate::snapshot::Snapshot;
-use crate::stats::{LiveView, clock_ns};
+use crate::stats::{LiveView, clock_ms, clock_ns};
 use crate::upstream::Instance;
 
 pub fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
@@ -303,7 +303,7 @@ async fn reload(State(gw): State<Arc<Gateway>>) -> Response {
 
 async fn limits(State(gw): State<Arc<Gateway>>) -> Response {
     let snap = gw.snapshot();
-    let now_ms = clock_ns() / 1_000_000;
+    let now_ms = clock_ms();
     let mut tiers: Vec<_> = (snap.routes.tiers())
         .filter_map(|t| t.limits.as_ref().map(|l| l.view(now_ms)))
         .collect();
@@ -328,6 +328,7 @@ async fn limits(State(gw): State<Arc<Gateway>>) -> Response {
         "models": models,
         "instances": instances,
         "clients": clients,
+        "queue": { "waiting": snap.queue.waiting() },
     }))
     .into_response()
 }

@@ -421,20 +421,24 @@ impl ClientTable {
 }
 
 /// Admit a request through every level in order; on a refusal, undo the levels already taken.
+/// `None` levels are skipped; a refusal says which level (its index) refused.
 pub fn admit_all(
-    levels: &[&Arc<Limits>],
+    levels: &[Option<&Arc<Limits>>],
     tokens: u64,
     now_ms: u64,
     permits: &mut Permits,
-) -> Result<(), Refusal> {
+) -> Result<(), (usize, Refusal)> {
     for (i, l) in levels.iter().enumerate() {
+        let Some(l) = l else {
+            continue;
+        };
         if let Err(r) = l.admit(tokens, now_ms, permits) {
-            for taken in &levels[..i] {
+            for taken in levels[..i].iter().flatten() {
                 taken.undo(tokens, now_ms);
             }
             permits.held.clear();
             permits.reserved.clear();
-            return Err(r);
+            return Err((i, r));
         }
     }
     Ok(())
@@ -543,8 +547,9 @@ mod tests {
             },
         );
         let mut p = Permits::default();
-        let r = admit_all(&[&first, &second], 0, 0, &mut p);
-        assert_eq!(r.unwrap_err().what, "concurrency_full");
+        let r = admit_all(&[Some(&first), None, Some(&second)], 0, 0, &mut p);
+        let (level, refusal) = r.unwrap_err();
+        assert_eq!((level, refusal.what), (2, "concurrency_full"));
         assert!(p.is_empty());
         let v = first.view(0);
         assert_eq!(v.concurrency.map(|c| c.in_flight), Some(0));

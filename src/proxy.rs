@@ -24,7 +24,7 @@ use crate::provider::ErrorClass;
 use crate::request::ClientRequest;
 use crate::route::{Step, Tier};
 use crate::snapshot::Snapshot;
-use crate::stats::{Attempt, Outcome, clock_ns};
+use crate::stats::{Attempt, Outcome, clock_ms, clock_ns};
 use crate::upstream::{AttemptError, Instance, Upstream};
 
 /// Largest non-streamed upstream reply accepted (64 MiB: far above any chat or embedding reply).
@@ -48,7 +48,7 @@ pub async fn forward(
     // The calling client's own limits, once per request (held until its response ends).
     let mut client = Permits::waking(&snap.queue);
     if let Some(limits) = snap.clients.get(req.options.client.as_deref()) {
-        let now_ms = clock_ns() / 1_000_000;
+        let now_ms = clock_ms();
         if let Err(r) = limits.admit(req.estimate_tokens(), now_ms, &mut client) {
             let secs = r.retry_after.as_secs_f64().ceil().max(1.0) as u64;
             return Err(Error::Upstream {
@@ -88,7 +88,7 @@ pub async fn forward(
                 continue;
             }
         }
-        client.settle_tokens(0, clock_ns() / 1_000_000);
+        client.settle_tokens(0, clock_ms());
         if let Some(stats) = plan.stats {
             stats.failed();
         }
@@ -116,15 +116,7 @@ async fn walk(
         plan.header.clone(),
         req.options.trace,
     );
-    let mut walk = plan::Walk {
-        last: None,
-        waits: 0,
-        pending: None,
-        refused_groups: false,
-        stopped: None,
-        retry_limited: None,
-        headroom: None,
-    };
+    let mut walk = plan::Walk::default();
     let limit = plan.max_attempts.unwrap_or(u32::MAX);
     let mut groups = plan::GroupRun::default();
     'steps: for (si, step) in plan.steps.iter().enumerate() {
@@ -201,7 +193,7 @@ async fn walk(
                         plan::note(&mut trace, si, &instance, Ok(()), since);
                     }
                     groups.served(snap);
-                    client.settle_tokens(0, clock_ns() / 1_000_000);
+                    client.settle_tokens(0, clock_ms());
                     return Ok(served(snap, plan, step, si, &trace, response));
                 }
                 Err(e) => {
@@ -253,7 +245,7 @@ async fn walk(
                     Ok(response) => {
                         plan::note(&mut trace, si, &instance, Ok(()), since);
                         let step = &plan.steps[si];
-                        client.settle_tokens(0, clock_ns() / 1_000_000);
+                        client.settle_tokens(0, clock_ms());
                         return Ok(served(snap, plan, step, si, &trace, response));
                     }
                     Err(e) => {

@@ -57,6 +57,11 @@ pub fn clock_ns() -> u64 {
     u64::try_from(Instant::now().saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// [`clock_ns`] in milliseconds: the clock limits count on.
+pub fn clock_ms() -> u64 {
+    clock_ns() / 1_000_000
+}
+
 /// How one attempt against one instance ended.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Outcome {

@@ -141,8 +141,7 @@ impl InFlight {
     /// later calls find nothing left to settle).
     pub fn settle(&mut self, tokens: u64) {
         if !self.2.is_empty() {
-            self.2
-                .settle_tokens(tokens, crate::stats::clock_ns() / 1_000_000);
+            self.2.settle_tokens(tokens, crate::stats::clock_ms());
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::provider::ErrorClass;
 use crate::request::ClientRequest;
 use crate::route::{Rotate, RouteStats, Step, StepKind, Tier};
 use crate::snapshot::Snapshot;
-use crate::stats::clock_ns;
+use crate::stats::{clock_ms, clock_ns};
 use crate::upstream::{AttemptError, Instance};
 
 /// What one request will walk.
@@ -117,6 +117,7 @@ pub(crate) fn refusal(inst: &Instance, now_ns: u64) -> &'static str {
 }
 
 /// How the walk is going.
+#[derive(Default)]
 pub(crate) struct Walk {
     pub last: Option<(Arc<Instance>, AttemptError)>,
     /// Backoff waits so far (the exponent).
@@ -158,32 +159,21 @@ pub(crate) fn admit_limits(
 ) -> Result<crate::limit::Permits, LimitRefusal> {
     let mut permits = crate::limit::Permits::waking(queue);
     let levels = [
-        (tier.group_limits.as_ref(), true),
-        (tier.limits.as_ref(), true),
-        (inst.model_limits.as_ref(), false),
-        (inst.limits.as_ref(), false),
+        tier.group_limits.as_ref(),
+        tier.limits.as_ref(),
+        inst.model_limits.as_ref(),
+        inst.limits.as_ref(),
     ];
-    if levels.iter().all(|(l, _)| l.is_none()) {
+    if levels.iter().all(Option::is_none) {
         return Ok(permits);
     }
-    let now_ms = clock_ns() / 1_000_000;
-    let tokens = req.estimate_tokens();
-    for (i, (limits, tier_wide)) in levels.iter().enumerate() {
-        let Some(limits) = limits else {
-            continue;
-        };
-        if let Err(refusal) = limits.admit(tokens, now_ms, &mut permits) {
-            for (taken, _) in &levels[..i] {
-                if let Some(t) = taken {
-                    t.undo(tokens, now_ms);
-                }
-            }
-            return Err(LimitRefusal {
-                refusal,
-                tier_wide: *tier_wide,
-            });
-        }
-    }
+    crate::limit::admit_all(&levels, req.estimate_tokens(), clock_ms(), &mut permits).map_err(
+        |(level, refusal)| LimitRefusal {
+            refusal,
+            // The group's and the tier's own limits (the first two) cover every member.
+            tier_wide: level < 2,
+        },
+    )?;
     Ok(permits)
 }
 
@@ -430,23 +420,11 @@ mod tests {
         Snapshot::build(Arc::new(config), &HashMap::new(), None)
     }
 
-    fn walk() -> Walk {
-        Walk {
-            last: None,
-            waits: 0,
-            pending: None,
-            refused_groups: false,
-            stopped: None,
-            retry_limited: None,
-            headroom: None,
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn backoff_waits_follow_the_configured_schedule_on_the_paused_clock() {
         let snap = snapshot();
         let tier = snap.routes.tier("g.e1").unwrap();
-        let mut w = walk();
+        let mut w = Walk::default();
         let mut waited = Vec::new();
         for _ in 0..5 {
             w.pending = Some(ErrorClass::Server);
