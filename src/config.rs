@@ -13,7 +13,7 @@ mod env;
 mod inherit;
 mod locate;
 mod overlay;
-mod raw;
+pub(crate) mod raw;
 mod resolve;
 mod source;
 mod yaml;
@@ -65,6 +65,105 @@ pub struct Config {
     /// `[global] enable_hot_reload` / `reload_interval`: poll the files this often (and watch
     /// them).
     pub hot_reload: Option<Duration>,
+    /// `[global] reload_settle`: a change goes live once the files have been quiet this long.
+    pub reload_settle: Duration,
+    /// `[global] cache_enabled` / `use_defaults_on_failure`: the last-good snapshot.
+    pub snapshot: SnapshotPolicy,
+    /// `[global.cache]`: the response cache, when enabled.
+    pub cache: Option<CacheSpec>,
+    /// `[global] function_calling_enabled` / `tool_selection_strategy`.
+    pub tools: ToolPolicy,
+    /// `enable_metrics`, `metrics_interval`, `[global.logging]` (checked here, applied by the
+    /// metrics and logging layers).
+    pub telemetry: TelemetrySpec,
+    /// `[pool.metrics]` / `[task_group.metrics]` and `metadata`, by pool or group name.
+    pub sections: std::collections::BTreeMap<String, SectionInfo>,
+}
+
+/// How long the files must be quiet before a watched change is reloaded.
+pub const DEFAULT_RELOAD_SETTLE: Duration = Duration::from_millis(300);
+
+/// The last-good snapshot (`[global] cache_enabled`, `use_defaults_on_failure`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// `cache_enabled`: every tree that loads is copied to the snapshot directory.
+    pub keep: bool,
+    /// `use_defaults_on_failure`: a tree that fails at startup is replaced by the snapshot.
+    pub boot_from: bool,
+}
+
+/// The response cache (`[global.cache]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSpec {
+    /// Most responses kept.
+    pub max_size: u64,
+    /// How long one is served.
+    pub ttl: Duration,
+}
+
+/// What the gateway does with `tools` in a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToolPolicy {
+    /// `function_calling_enabled` [true]: false refuses requests that carry tools (400).
+    pub enabled: bool,
+    pub selection: ToolSelection,
+}
+
+impl Default for ToolPolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            selection: ToolSelection::Auto,
+        }
+    }
+}
+
+/// `tool_selection_strategy`: the `tool_choice` used when a request with tools sets none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolSelection {
+    /// The model decides (`"auto"`, the API's own default): the request is left as it is.
+    Auto,
+    /// Tools run only when the client names one: `"none"` unless it sets `tool_choice`.
+    Manual,
+    /// A tool call comes first: `"required"` unless it sets `tool_choice`.
+    Priority,
+}
+
+/// Metrics and logging settings, checked at load time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetrySpec {
+    pub metrics: bool,
+    pub metrics_interval: Duration,
+    pub log_level: Option<&'static str>,
+    pub log_json: Option<bool>,
+    pub log_requests: bool,
+    pub log_responses: bool,
+}
+
+impl Default for TelemetrySpec {
+    fn default() -> Self {
+        Self {
+            metrics: true,
+            metrics_interval: Duration::from_secs(60),
+            log_level: None,
+            log_json: None,
+            log_requests: true,
+            log_responses: false,
+        }
+    }
+}
+
+/// A pool's or task group's `[*.metrics]` and `[*.metadata]`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SectionInfo {
+    /// `pool` or `task_group`.
+    pub kind: &'static str,
+    pub metrics: bool,
+    /// Seconds between samples.
+    pub metrics_interval: f64,
+    /// Seconds samples are kept.
+    pub metrics_retention: f64,
+    pub metadata: serde_json::Value,
 }
 
 /// The wait queue for requests that find every candidate full.

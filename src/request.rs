@@ -8,6 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::config::{ToolPolicy, ToolSelection};
 use crate::error::Error;
 use crate::provider::Operation;
 use crate::route::Defaults;
@@ -120,6 +121,10 @@ pub struct ClientRequest {
     has_temperature: bool,
     /// The client's `max_tokens` and the byte range of its value.
     max_tokens: Option<(u64, Range<usize>)>,
+    /// A non-empty `tools` or `functions` list.
+    has_tools: bool,
+    /// `tool_choice` (or the legacy `function_call`) was set.
+    has_tool_choice: bool,
 }
 
 /// The fields the gateway reads; everything else is validated as JSON and passed through.
@@ -139,6 +144,14 @@ struct Head<'a> {
     temperature: Option<&'a RawValue>,
     #[serde(borrow)]
     max_tokens: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tools: Option<&'a RawValue>,
+    #[serde(borrow)]
+    functions: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tool_choice: Option<&'a RawValue>,
+    #[serde(borrow)]
+    function_call: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -211,6 +224,13 @@ impl ClientRequest {
             )),
         };
         let has_temperature = head.temperature.is_some_and(|v| v.get() != "null");
+        let listed = |v: Option<&RawValue>| {
+            v.is_some_and(|v| v.get().starts_with('[') && !v.get()[1..].trim_start().starts_with(']'))
+        };
+        let has_tools = listed(head.tools) || listed(head.functions);
+        let has_tool_choice = [head.tool_choice, head.function_call]
+            .iter()
+            .any(|v| v.is_some_and(|v| v.get() != "null"));
         let stream = head.stream.unwrap_or(false);
         let include_usage = head
             .stream_options
@@ -221,12 +241,51 @@ impl ClientRequest {
             options: RequestOptions::default(),
             has_temperature,
             max_tokens,
+            has_tools,
+            has_tool_choice,
             model,
             stream,
             include_usage,
             model_span,
             body,
         })
+    }
+
+    /// Apply `[global] function_calling_enabled` / `tool_selection_strategy`: refuse tools when
+    /// function calling is off; set `tool_choice` when the client sent tools without one.
+    pub fn apply_tools(&mut self, policy: &ToolPolicy) -> Result<(), Error> {
+        if !self.has_tools {
+            return Ok(());
+        }
+        if !policy.enabled {
+            return Err(Error::BadRequest(
+                "function calling is disabled on this gateway: remove `tools` / `functions` \
+                 ([global] function_calling_enabled = false)"
+                    .to_owned(),
+            ));
+        }
+        let choice = match (policy.selection, self.has_tool_choice) {
+            (_, true) | (ToolSelection::Auto, _) => return Ok(()),
+            (ToolSelection::Manual, false) => "\"tool_choice\":\"none\",",
+            (ToolSelection::Priority, false) => "\"tool_choice\":\"required\",",
+        };
+        let open = self.body.iter().position(|b| *b == b'{').map_or(0, |i| i + 1);
+        let mut out = BytesMut::with_capacity(self.body.len() + choice.len());
+        out.put_slice(&self.body[..open]);
+        out.put_slice(choice.as_bytes());
+        out.put_slice(&self.body[open..]);
+        self.body = out.freeze();
+        let shift = |r: &mut Range<usize>| {
+            if r.start >= open {
+                *r = r.start + choice.len()..r.end + choice.len();
+            }
+        };
+        shift(&mut self.model_span);
+        if let Some((_, span)) = &mut self.max_tokens {
+            shift(span);
+        }
+        self.has_tool_choice = true;
+        Ok(())
     }
 
     /// Tokens this request may cost, before the reply says: about four bytes of body per
@@ -393,6 +452,44 @@ mod tests {
         let mut only_fallbacks = http::HeaderMap::new();
         only_fallbacks.insert("x-switchyard-fallback-groups", "a".parse().unwrap());
         assert!(RequestOptions::from_headers(&only_fallbacks, true).is_err());
+    }
+
+    #[test]
+    fn tool_policy_refuses_or_fills_in_tool_choice() {
+        use crate::config::{ToolPolicy, ToolSelection};
+        let body = r#"{"model":"m","max_tokens":900,"tools":[{"type":"function"}],"messages":[{}]}"#;
+        let policy = |selection| ToolPolicy {
+            enabled: true,
+            selection,
+        };
+        let mut r = parse(Operation::Chat, body).expect("parses");
+        r.apply_tools(&policy(ToolSelection::Priority)).expect("allowed");
+        let out: serde_json::Value =
+            serde_json::from_slice(&r.body_with("up", &Defaults { max_tokens: Some(100), clamp_max_tokens: true, ..Defaults::default() })).expect("json");
+        assert_eq!(out["tool_choice"], "required");
+        assert_eq!(out["model"], "up", "the model span moved with the insertion");
+        assert_eq!(out["max_tokens"], 100, "so did max_tokens'");
+        let mut r = parse(Operation::Chat, body).expect("parses");
+        r.apply_tools(&policy(ToolSelection::Manual)).expect("allowed");
+        let out: serde_json::Value = serde_json::from_slice(&r.body_for("m")).expect("json");
+        assert_eq!(out["tool_choice"], "none");
+        let mut r = parse(Operation::Chat, body).expect("parses");
+        r.apply_tools(&policy(ToolSelection::Auto)).expect("allowed");
+        assert_eq!(r.body_for("m"), body.as_bytes(), "auto leaves the body alone");
+        let chosen = r#"{"model":"m","tools":[{}],"tool_choice":"auto","messages":[{}]}"#;
+        let mut r = parse(Operation::Chat, chosen).expect("parses");
+        r.apply_tools(&policy(ToolSelection::Priority)).expect("allowed");
+        assert_eq!(r.body_for("m"), chosen.as_bytes(), "the client's own choice wins");
+        let off = ToolPolicy {
+            enabled: false,
+            selection: ToolSelection::Auto,
+        };
+        let mut r = parse(Operation::Chat, body).expect("parses");
+        let err = r.apply_tools(&off).expect_err("refused");
+        assert!(err.to_string().contains("function_calling_enabled"), "{err}");
+        let empty = r#"{"model":"m","tools":[],"messages":[{}]}"#;
+        let mut r = parse(Operation::Chat, empty).expect("parses");
+        assert!(r.apply_tools(&off).is_ok(), "an empty tools list is no tools");
     }
 
     #[test]

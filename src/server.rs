@@ -167,6 +167,7 @@ async fn handle(gw: Arc<Gateway>, op: Operation, req: Request) -> Response {
         let body = read_body(req, limit).await?;
         let mut request = ClientRequest::parse(op, body)?;
         request.options = options;
+        request.apply_tools(&snap.config.tools)?;
         crate::proxy::forward(Upstream::local(), snap, request).await
     }
     .await;

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 /// `_registry.toml`.
 #[derive(Debug, Default, Deserialize)]
@@ -169,9 +170,22 @@ pub struct Pool {
     #[serde(default)]
     pub rate_limiting: RateLimiting,
     #[serde(default)]
-    pub metrics: toml::Table,
+    pub metrics: Metrics,
+    /// Free-form: shown by the admin API, never interpreted.
     #[serde(default)]
     pub metadata: toml::Table,
+}
+
+/// `[pool.metrics]` / `[task_group.metrics]` (seed 004). Times in seconds.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(default)]
+pub struct Metrics {
+    pub enabled: Option<bool>,
+    /// `[pool.metrics]`'s spelling of the sampling interval.
+    pub interval: Option<f64>,
+    /// `[task_group.metrics]`'s spelling of the sampling interval.
+    pub collection_interval: Option<f64>,
+    pub retention_period: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -281,7 +295,8 @@ pub struct TaskGroup {
     pub concurrency_limit: Option<u32>,
     pub rpm_limit: Option<u32>,
     #[serde(default)]
-    pub metrics: toml::Table,
+    pub metrics: Metrics,
+    /// Free-form: shown by the admin API, never interpreted.
     #[serde(default)]
     pub metadata: toml::Table,
 }
@@ -331,4 +346,67 @@ pub struct Wrapper {
     #[serde(default = "yes")]
     pub enabled: bool,
     pub description: Option<String>,
+}
+
+/// The keys `[global]` knows (in `_registry.toml` and in wrapper files). Only the key names
+/// matter here (strict mode and "did you mean"); `resolve::global` reads and checks the values.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct GlobalKeys {
+    pub config_validation: Option<IgnoredAny>,
+    pub enable_hot_reload: Option<IgnoredAny>,
+    pub reload_interval: Option<IgnoredAny>,
+    pub reload_settle: Option<IgnoredAny>,
+    pub cache_enabled: Option<IgnoredAny>,
+    pub use_defaults_on_failure: Option<IgnoredAny>,
+    pub default_timeout: Option<IgnoredAny>,
+    pub max_retries: Option<IgnoredAny>,
+    pub enable_metrics: Option<IgnoredAny>,
+    pub metrics_interval: Option<IgnoredAny>,
+    pub function_calling_enabled: Option<IgnoredAny>,
+    pub tool_selection_strategy: Option<IgnoredAny>,
+    pub error_handling: Option<ErrorHandlingKeys>,
+    pub fallback: Option<GlobalFallbackKeys>,
+    pub limits: Option<GlobalLimitsKeys>,
+    pub cache: Option<CacheKeys>,
+    pub logging: Option<LoggingKeys>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ErrorHandlingKeys {
+    pub retry_on_errors: Option<IgnoredAny>,
+    pub retry_delay: Option<IgnoredAny>,
+    pub max_retry_delay: Option<IgnoredAny>,
+    pub backoff_factor: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct GlobalFallbackKeys {
+    pub provider_chain: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct GlobalLimitsKeys {
+    pub queue_timeout: Option<IgnoredAny>,
+    pub queue_size: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CacheKeys {
+    pub enabled: Option<IgnoredAny>,
+    pub max_size: Option<IgnoredAny>,
+    pub ttl: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct LoggingKeys {
+    pub level: Option<IgnoredAny>,
+    pub format: Option<IgnoredAny>,
+    pub enable_request_logging: Option<IgnoredAny>,
+    pub enable_response_logging: Option<IgnoredAny>,
 }

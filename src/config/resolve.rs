@@ -53,6 +53,7 @@ pub fn load(
         unknown: Vec::new(),
         virtual_files: HashMap::new(),
         texts: HashMap::new(),
+        sections: BTreeMap::new(),
     };
     let config = cx.run();
     match config {
@@ -75,6 +76,8 @@ struct Loader<'a> {
     virtual_files: HashMap<String, String>,
     /// Every file's text as read, to give issues their line.
     texts: HashMap<String, String>,
+    /// Pools' and groups' metrics settings and metadata.
+    sections: BTreeMap<String, crate::config::SectionInfo>,
 }
 
 /// An echelon after resolution, kept by group for pools and fallbacks.
@@ -487,6 +490,12 @@ impl Loader<'_> {
         }
         Some(Config {
             hot_reload: global.hot_reload,
+            reload_settle: global.reload_settle,
+            snapshot: global.snapshot,
+            cache: global.cache,
+            tools: global.tools,
+            telemetry: global.telemetry,
+            sections: std::mem::take(&mut self.sections),
             queue: global.queue,
             clients,
             retry: global.retry,

@@ -4,7 +4,11 @@
 //!
 //! Read here: `default_timeout` (the whole request's deadline), `max_retries` (attempts over a
 //! plan, + 1), `[global.error_handling]` `retry_on_errors`, `retry_delay`, `backoff_factor`,
-//! `max_retry_delay`, and `[global.fallback] provider_chain`.
+//! `max_retry_delay`, `[global.fallback] provider_chain`, `[global.limits]`, hot reload,
+//! `cache_enabled` / `use_defaults_on_failure` (the last-good snapshot), `[global.cache]` (the
+//! response cache), `function_calling_enabled` / `tool_selection_strategy`, and the checked
+//! values of `enable_metrics`, `metrics_interval` and `[global.logging]`. Unknown keys in any of
+//! these tables go to strict mode like every other file's (`raw::GlobalKeys` lists them).
 
 use std::time::Duration;
 
@@ -18,6 +22,11 @@ pub(super) struct Global {
     pub(super) max_attempts: Option<u32>,
     pub(super) queue: Option<crate::config::QueueSpec>,
     pub(super) hot_reload: Option<Duration>,
+    pub(super) reload_settle: Duration,
+    pub(super) snapshot: crate::config::SnapshotPolicy,
+    pub(super) cache: Option<crate::config::CacheSpec>,
+    pub(super) tools: crate::config::ToolPolicy,
+    pub(super) telemetry: crate::config::TelemetrySpec,
 }
 
 impl Loader<'_> {
@@ -27,6 +36,17 @@ impl Loader<'_> {
         tables: &[(String, toml::Table)],
         providers: &[&str],
     ) -> Global {
+        for (file, table) in tables {
+            let mut unknown = Vec::new();
+            let value = toml::Value::Table(table.clone());
+            let _ = serde_ignored::deserialize(value, |path| {
+                unknown.push(format!("global.{path}"));
+            })
+            .map(|_: crate::config::raw::GlobalKeys| ());
+            for key in unknown {
+                self.unknown.push((file.clone(), key));
+            }
+        }
         let find = |path: &[&str]| -> Option<(String, toml::Value)> {
             tables.iter().find_map(|(file, t)| {
                 let mut v = t.get(path[0])?;
@@ -150,6 +170,66 @@ impl Loader<'_> {
                 _ => self.issue(&file, key, "must be a list of provider names"),
             }
         }
+        let flag = |cx: &mut Self, path: &[&str], default: bool| -> bool {
+            match find(path) {
+                None => default,
+                Some((file, v)) => v.as_bool().unwrap_or_else(|| {
+                    let key = format!("global.{}", path.join("."));
+                    cx.issue(&file, key, "must be true or false");
+                    default
+                }),
+            }
+        };
+        let choice = |cx: &mut Self, path: &[&str], options: &[&'static str]| {
+            let (file, v) = find(path)?;
+            let found = v.as_str().and_then(|s| options.iter().find(|o| **o == s));
+            if found.is_none() {
+                let key = format!("global.{}", path.join("."));
+                cx.issue(&file, key, format!("must be one of {options:?}"));
+            }
+            found.copied()
+        };
+        let reload_settle = secs(self, &["reload_settle"], false)
+            .unwrap_or(crate::config::DEFAULT_RELOAD_SETTLE);
+        let snapshot = crate::config::SnapshotPolicy {
+            keep: flag(self, &["cache_enabled"], false),
+            boot_from: flag(self, &["use_defaults_on_failure"], false),
+        };
+        let cache = flag(self, &["cache", "enabled"], false).then(|| {
+            let max_size = match find(&["cache", "max_size"]) {
+                None => 1000,
+                Some((file, v)) => match v.as_integer().and_then(|n| u64::try_from(n).ok()) {
+                    Some(n) if n > 0 => n,
+                    _ => {
+                        self.issue(&file, "global.cache.max_size", "must be a whole number ≥ 1");
+                        1000
+                    }
+                },
+            };
+            let ttl = secs(self, &["cache", "ttl"], false).unwrap_or(Duration::from_secs(300));
+            crate::config::CacheSpec { max_size, ttl }
+        });
+        let tools = crate::config::ToolPolicy {
+            enabled: flag(self, &["function_calling_enabled"], true),
+            selection: match choice(
+                self,
+                &["tool_selection_strategy"],
+                &["auto", "manual", "priority"],
+            ) {
+                Some("manual") => crate::config::ToolSelection::Manual,
+                Some("priority") => crate::config::ToolSelection::Priority,
+                _ => crate::config::ToolSelection::Auto,
+            },
+        };
+        let telemetry = crate::config::TelemetrySpec {
+            metrics: flag(self, &["enable_metrics"], true),
+            metrics_interval: secs(self, &["metrics_interval"], false)
+                .unwrap_or(Duration::from_secs(60)),
+            log_level: choice(self, &["logging", "level"], &["debug", "info", "warn", "error"]),
+            log_json: choice(self, &["logging", "format"], &["json", "text"]).map(|f| f == "json"),
+            log_requests: flag(self, &["logging", "enable_request_logging"], true),
+            log_responses: flag(self, &["logging", "enable_response_logging"], false),
+        };
         Global {
             retry,
             request_timeout,
@@ -157,6 +237,51 @@ impl Loader<'_> {
             max_attempts,
             queue,
             hot_reload,
+            reload_settle,
+            snapshot,
+            cache,
+            tools,
+            telemetry,
         }
+    }
+}
+
+impl Loader<'_> {
+    /// Keep a pool's or group's `[*.metrics]` (checked) and `[*.metadata]` (as written).
+    pub(super) fn section(
+        &mut self,
+        name: &str,
+        kind: &'static str,
+        file: &str,
+        metrics: &crate::config::raw::Metrics,
+        metadata: &toml::Table,
+    ) {
+        let interval_key = if kind == "pool" { "interval" } else { "collection_interval" };
+        let interval = metrics.interval.or(metrics.collection_interval);
+        let positive = |cx: &mut Self, v: Option<f64>, key: &str, default: f64| match v {
+            None => default,
+            Some(x) if x > 0.0 && x.is_finite() => x,
+            Some(x) => {
+                cx.issue(
+                    file,
+                    format!("{kind}.metrics.{key}"),
+                    format!("must be a positive number of seconds, got {x}"),
+                );
+                default
+            }
+        };
+        let metrics_interval = positive(self, interval, interval_key, 60.0);
+        let metrics_retention = positive(self, metrics.retention_period, "retention_period", 86_400.0);
+        let metadata = serde_json::to_value(metadata).unwrap_or(serde_json::Value::Null);
+        self.sections.insert(
+            name.to_owned(),
+            crate::config::SectionInfo {
+                kind,
+                metrics: metrics.enabled.unwrap_or(true),
+                metrics_interval,
+                metrics_retention,
+                metadata,
+            },
+        );
     }
 }

@@ -60,6 +60,7 @@ impl Loader<'_> {
         deferred: &mut Vec<Deferred>,
     ) -> Option<(Vec<Echelon>, GroupMeta)> {
         let tg = self.parse::<raw::TaskGroupFile>(file)?.task_group;
+        self.section(name, "task_group", file, &tg.metrics, &tg.metadata);
         self.check_name(file, "task_group.name", tg.name.as_deref(), name);
         for (key, value) in [
             ("task_group.fallback_strategy", &tg.fallback_strategy),
@@ -246,6 +247,7 @@ impl Loader<'_> {
         deferred: &mut Vec<Deferred>,
     ) -> Option<(TierSpec, HealthPolicy, Vec<String>)> {
         let mut pool = self.parse::<raw::PoolFile>(file)?.pool;
+        self.section(name, "pool", file, &pool.metrics, &pool.metadata);
         let hc = &mut pool.health_check;
         hc.interval = hc.interval.or(pool.health_check_interval);
         hc.failure_threshold = hc.failure_threshold.or(pool.failure_threshold);

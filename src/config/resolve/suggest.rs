@@ -83,6 +83,13 @@ fn known(parent: &str) -> Vec<&'static str> {
         ["task_group", "circuit_breaker"] => fields_of::<raw::CircuitBreaker>(),
         ["task_group", "echelons", _] => fields_of::<raw::Echelon>(),
         ["wrappers", _] => fields_of::<raw::Wrapper>(),
+        ["pool" | "task_group", "metrics"] => fields_of::<raw::Metrics>(),
+        ["global"] => fields_of::<raw::GlobalKeys>(),
+        ["global", "error_handling"] => fields_of::<raw::ErrorHandlingKeys>(),
+        ["global", "fallback"] => fields_of::<raw::GlobalFallbackKeys>(),
+        ["global", "limits"] => fields_of::<raw::GlobalLimitsKeys>(),
+        ["global", "cache"] => fields_of::<raw::CacheKeys>(),
+        ["global", "logging"] => fields_of::<raw::LoggingKeys>(),
         _ => Vec::new(),
     }
 }
@@ -131,6 +138,9 @@ mod tests {
         assert_eq!(nearest("models.m.instances[1].wieght"), Some("weight"));
         assert_eq!(nearest("provider.bse_url"), Some("base_url"));
         assert_eq!(nearest("pool.colour"), None, "nothing close");
+        assert_eq!(nearest("global.cache.tll"), Some("ttl"));
+        assert_eq!(nearest("global.reload_intervall"), Some("reload_interval"));
+        assert_eq!(nearest("pool.metrics.intervl"), Some("interval"));
         assert_eq!(distance("kitten", "sitting"), 3);
     }
 }
