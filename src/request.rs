@@ -225,7 +225,9 @@ impl ClientRequest {
         };
         let has_temperature = head.temperature.is_some_and(|v| v.get() != "null");
         let listed = |v: Option<&RawValue>| {
-            v.is_some_and(|v| v.get().starts_with('[') && !v.get()[1..].trim_start().starts_with(']'))
+            v.is_some_and(|v| {
+                v.get().starts_with('[') && !v.get()[1..].trim_start().starts_with(']')
+            })
         };
         let has_tools = listed(head.tools) || listed(head.functions);
         let has_tool_choice = [head.tool_choice, head.function_call]
@@ -269,7 +271,11 @@ impl ClientRequest {
             (ToolSelection::Manual, false) => "\"tool_choice\":\"none\",",
             (ToolSelection::Priority, false) => "\"tool_choice\":\"required\",",
         };
-        let open = self.body.iter().position(|b| *b == b'{').map_or(0, |i| i + 1);
+        let open = self
+            .body
+            .iter()
+            .position(|b| *b == b'{')
+            .map_or(0, |i| i + 1);
         let mut out = BytesMut::with_capacity(self.body.len() + choice.len());
         out.put_slice(&self.body[..open]);
         out.put_slice(choice.as_bytes());
@@ -457,39 +463,68 @@ mod tests {
     #[test]
     fn tool_policy_refuses_or_fills_in_tool_choice() {
         use crate::config::{ToolPolicy, ToolSelection};
-        let body = r#"{"model":"m","max_tokens":900,"tools":[{"type":"function"}],"messages":[{}]}"#;
+        let body =
+            r#"{"model":"m","max_tokens":900,"tools":[{"type":"function"}],"messages":[{}]}"#;
         let policy = |selection| ToolPolicy {
             enabled: true,
             selection,
         };
         let mut r = parse(Operation::Chat, body).expect("parses");
-        r.apply_tools(&policy(ToolSelection::Priority)).expect("allowed");
-        let out: serde_json::Value =
-            serde_json::from_slice(&r.body_with("up", &Defaults { max_tokens: Some(100), clamp_max_tokens: true, ..Defaults::default() })).expect("json");
+        r.apply_tools(&policy(ToolSelection::Priority))
+            .expect("allowed");
+        let out: serde_json::Value = serde_json::from_slice(&r.body_with(
+            "up",
+            &Defaults {
+                max_tokens: Some(100),
+                clamp_max_tokens: true,
+                ..Defaults::default()
+            },
+        ))
+        .expect("json");
         assert_eq!(out["tool_choice"], "required");
-        assert_eq!(out["model"], "up", "the model span moved with the insertion");
+        assert_eq!(
+            out["model"], "up",
+            "the model span moved with the insertion"
+        );
         assert_eq!(out["max_tokens"], 100, "so did max_tokens'");
         let mut r = parse(Operation::Chat, body).expect("parses");
-        r.apply_tools(&policy(ToolSelection::Manual)).expect("allowed");
+        r.apply_tools(&policy(ToolSelection::Manual))
+            .expect("allowed");
         let out: serde_json::Value = serde_json::from_slice(&r.body_for("m")).expect("json");
         assert_eq!(out["tool_choice"], "none");
         let mut r = parse(Operation::Chat, body).expect("parses");
-        r.apply_tools(&policy(ToolSelection::Auto)).expect("allowed");
-        assert_eq!(r.body_for("m"), body.as_bytes(), "auto leaves the body alone");
+        r.apply_tools(&policy(ToolSelection::Auto))
+            .expect("allowed");
+        assert_eq!(
+            r.body_for("m"),
+            body.as_bytes(),
+            "auto leaves the body alone"
+        );
         let chosen = r#"{"model":"m","tools":[{}],"tool_choice":"auto","messages":[{}]}"#;
         let mut r = parse(Operation::Chat, chosen).expect("parses");
-        r.apply_tools(&policy(ToolSelection::Priority)).expect("allowed");
-        assert_eq!(r.body_for("m"), chosen.as_bytes(), "the client's own choice wins");
+        r.apply_tools(&policy(ToolSelection::Priority))
+            .expect("allowed");
+        assert_eq!(
+            r.body_for("m"),
+            chosen.as_bytes(),
+            "the client's own choice wins"
+        );
         let off = ToolPolicy {
             enabled: false,
             selection: ToolSelection::Auto,
         };
         let mut r = parse(Operation::Chat, body).expect("parses");
         let err = r.apply_tools(&off).expect_err("refused");
-        assert!(err.to_string().contains("function_calling_enabled"), "{err}");
+        assert!(
+            err.to_string().contains("function_calling_enabled"),
+            "{err}"
+        );
         let empty = r#"{"model":"m","tools":[],"messages":[{}]}"#;
         let mut r = parse(Operation::Chat, empty).expect("parses");
-        assert!(r.apply_tools(&off).is_ok(), "an empty tools list is no tools");
+        assert!(
+            r.apply_tools(&off).is_ok(),
+            "an empty tools list is no tools"
+        );
     }
 
     #[test]

@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 
 /// `_registry.toml`.
 #[derive(Debug, Default, Deserialize)]
@@ -349,64 +348,65 @@ pub struct Wrapper {
 }
 
 /// The keys `[global]` knows (in `_registry.toml` and in wrapper files). Only the key names
-/// matter here (strict mode and "did you mean"); `resolve::global` reads and checks the values.
+/// matter here (strict mode and "did you mean"); `resolve::global` reads and checks the values
+/// (`toml::Value`: any type passes here, `IgnoredAny` would count as ignored).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct GlobalKeys {
-    pub config_validation: Option<IgnoredAny>,
-    pub enable_hot_reload: Option<IgnoredAny>,
-    pub reload_interval: Option<IgnoredAny>,
-    pub reload_settle: Option<IgnoredAny>,
-    pub cache_enabled: Option<IgnoredAny>,
-    pub use_defaults_on_failure: Option<IgnoredAny>,
-    pub default_timeout: Option<IgnoredAny>,
-    pub max_retries: Option<IgnoredAny>,
-    pub enable_metrics: Option<IgnoredAny>,
-    pub metrics_interval: Option<IgnoredAny>,
-    pub function_calling_enabled: Option<IgnoredAny>,
-    pub tool_selection_strategy: Option<IgnoredAny>,
-    pub error_handling: Option<ErrorHandlingKeys>,
-    pub fallback: Option<GlobalFallbackKeys>,
-    pub limits: Option<GlobalLimitsKeys>,
-    pub cache: Option<CacheKeys>,
-    pub logging: Option<LoggingKeys>,
+    pub config_validation: Option<toml::Value>,
+    pub enable_hot_reload: Option<toml::Value>,
+    pub reload_interval: Option<toml::Value>,
+    pub reload_settle: Option<toml::Value>,
+    pub cache_enabled: Option<toml::Value>,
+    pub use_defaults_on_failure: Option<toml::Value>,
+    pub default_timeout: Option<toml::Value>,
+    pub max_retries: Option<toml::Value>,
+    pub enable_metrics: Option<toml::Value>,
+    pub metrics_interval: Option<toml::Value>,
+    pub function_calling_enabled: Option<toml::Value>,
+    pub tool_selection_strategy: Option<toml::Value>,
+    pub error_handling: ErrorHandlingKeys,
+    pub fallback: GlobalFallbackKeys,
+    pub limits: GlobalLimitsKeys,
+    pub cache: CacheKeys,
+    pub logging: LoggingKeys,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct ErrorHandlingKeys {
-    pub retry_on_errors: Option<IgnoredAny>,
-    pub retry_delay: Option<IgnoredAny>,
-    pub max_retry_delay: Option<IgnoredAny>,
-    pub backoff_factor: Option<IgnoredAny>,
+    pub retry_on_errors: Option<toml::Value>,
+    pub retry_delay: Option<toml::Value>,
+    pub max_retry_delay: Option<toml::Value>,
+    pub backoff_factor: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct GlobalFallbackKeys {
-    pub provider_chain: Option<IgnoredAny>,
+    pub provider_chain: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct GlobalLimitsKeys {
-    pub queue_timeout: Option<IgnoredAny>,
-    pub queue_size: Option<IgnoredAny>,
+    pub queue_timeout: Option<toml::Value>,
+    pub queue_size: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct CacheKeys {
-    pub enabled: Option<IgnoredAny>,
-    pub max_size: Option<IgnoredAny>,
-    pub ttl: Option<IgnoredAny>,
+    pub enabled: Option<toml::Value>,
+    pub max_size: Option<toml::Value>,
+    pub ttl: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct LoggingKeys {
-    pub level: Option<IgnoredAny>,
-    pub format: Option<IgnoredAny>,
-    pub enable_request_logging: Option<IgnoredAny>,
-    pub enable_response_logging: Option<IgnoredAny>,
+    pub level: Option<toml::Value>,
+    pub format: Option<toml::Value>,
+    pub enable_request_logging: Option<toml::Value>,
+    pub enable_response_logging: Option<toml::Value>,
 }

@@ -375,6 +375,20 @@ impl Loader<'_> {
             }
         }
 
+        let strict = match registry.global.get("config_validation").map(|v| v.as_str()) {
+            None | Some(Some("strict")) => true,
+            Some(Some("lenient")) => false,
+            Some(_) => {
+                self.issue(
+                    REGISTRY,
+                    "global.config_validation",
+                    "must be \"strict\" or \"lenient\"",
+                );
+                true
+            }
+        };
+        // A missing or disabled dependency: an error when strict, a warning when lenient.
+        let before = self.issues.len();
         let registered: BTreeSet<&str> = [
             &registry.providers,
             &registry.pools,
@@ -410,6 +424,11 @@ impl Loader<'_> {
             }
         }
 
+        let dependency_warnings = if strict {
+            Vec::new()
+        } else {
+            self.issues.split_off(before)
+        };
         let provider_names: Vec<&str> = registry.providers.keys().map(String::as_str).collect();
         let global = self.global(&globals, &provider_names);
         let plans = routes::Plans {
@@ -441,18 +460,7 @@ impl Loader<'_> {
             files: &files,
         }
         .lint();
-        let strict = match registry.global.get("config_validation").map(|v| v.as_str()) {
-            None | Some(Some("strict")) => true,
-            Some(Some("lenient")) => false,
-            Some(_) => {
-                self.issue(
-                    REGISTRY,
-                    "global.config_validation",
-                    "must be \"strict\" or \"lenient\"",
-                );
-                true
-            }
-        };
+        warnings.extend(dependency_warnings);
         for (file, key) in std::mem::take(&mut self.unknown) {
             let hint = suggest::nearest(&key)
                 .map(|k| format!("did you mean {k:?}? "))

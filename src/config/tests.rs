@@ -320,6 +320,32 @@ fn unknown_keys_are_refused_in_strict_mode_and_warned_in_lenient() {
 }
 
 #[test]
+fn a_missing_dependency_is_an_error_when_strict_and_a_warning_when_lenient() {
+    let mut f = tree();
+    let registry = f["_registry.toml"].clone();
+    let deps = "\n[dependencies]\np = [\"g\", \"ghost\"]\n";
+    f.insert("_registry.toml", format!("{registry}{deps}"));
+    let found = issues(f.clone());
+    assert_eq!(
+        found,
+        ["_registry.toml:dependencies.p[1]: depends on \"ghost\", which is not registered"],
+    );
+    f.insert(
+        "_registry.toml",
+        format!("[global]\nconfig_validation = \"lenient\"\n{registry}{deps}"),
+    );
+    let c = load(f).unwrap();
+    let warned: Vec<String> = c.warnings.iter().map(plain).collect();
+    assert!(
+        warned.contains(
+            &"_registry.toml:dependencies.p[1]: depends on \"ghost\", which is not registered"
+                .to_owned()
+        ),
+        "{warned:#?}"
+    );
+}
+
+#[test]
 fn mock_instances_answer_as_their_instance_unless_named() {
     let c = Config::demo().unwrap();
     let sonnet = c
@@ -557,6 +583,36 @@ const BROKEN: &[(&str, &str, &str)] = &[
         "[pools]",
         "[global.error_handling]\nretry_on_errors = [\"gremlins\"]\n[pools]",
     ),
+    (
+        "_registry.toml",
+        "[pools]",
+        "[global.cache]\nenabled = true\ntll = 30\n[pools]",
+    ),
+    (
+        "_registry.toml",
+        "[pools]",
+        "[global.cache]\nenabled = true\nmax_size = 0\n[pools]",
+    ),
+    (
+        "wrappers/w.toml",
+        "[wrappers]",
+        "[global]\ntool_selection_strategy = \"random\"\n[wrappers]",
+    ),
+    (
+        "_registry.toml",
+        "[pools]",
+        "[global.logging]\nformat = \"xml\"\n[pools]",
+    ),
+    (
+        "pools/p.toml",
+        "[pool]",
+        "[pool.metrics]\ninterval = 0\n[pool]",
+    ),
+    (
+        "task-groups/g.toml",
+        "[task_group]",
+        "[task_group]\n[task_group.metrics]\ncolection_interval = 60",
+    ),
 ];
 
 /// Every broken tree is refused, with one issue at the file and key its edit touched.
@@ -579,7 +635,7 @@ fn issues_carry_the_line_of_their_key() {
 }
 
 #[test]
-fn thirty_broken_trees_are_each_refused_naming_file_and_key() {
+fn thirty_six_broken_trees_are_each_refused_naming_file_and_key() {
     let expected = [
         "pools/p.toml: invalid TOML: line 4, column 9: missing comma between array elements",
         "pools/p.toml:pool.rotation_strategy.type: unknown strategy \"weigthed\"",
@@ -611,6 +667,12 @@ fn thirty_broken_trees_are_each_refused_naming_file_and_key() {
         "wrappers/w.toml:wrappers.fast.type: unknown wrapper type \"bridge\"",
         "_registry.toml:global.config_validation: must be \"strict\" or \"lenient\"",
         "_registry.toml:global.error_handling.retry_on_errors: unknown error class \"gremlins\"",
+        "_registry.toml:global.cache.tll: unknown key (did you mean \"ttl\"?",
+        "_registry.toml:global.cache.max_size: must be a whole number ≥ 1",
+        "wrappers/w.toml:global.tool_selection_strategy: must be one of [\"auto\", \"manual\", \"priority\"]",
+        "_registry.toml:global.logging.format: must be one of [\"json\", \"text\"]",
+        "pools/p.toml:pool.metrics.interval: must be a positive number of seconds, got 0",
+        "task-groups/g.toml:task_group.metrics.colection_interval: unknown key (did you mean \"collection_interval\"?",
     ];
     assert!(BROKEN.len() >= 25 && BROKEN.len() == expected.len());
     let mut wrong = Vec::new();

@@ -189,8 +189,8 @@ impl Loader<'_> {
             }
             found.copied()
         };
-        let reload_settle = secs(self, &["reload_settle"], false)
-            .unwrap_or(crate::config::DEFAULT_RELOAD_SETTLE);
+        let reload_settle =
+            secs(self, &["reload_settle"], false).unwrap_or(crate::config::DEFAULT_RELOAD_SETTLE);
         let snapshot = crate::config::SnapshotPolicy {
             keep: flag(self, &["cache_enabled"], false),
             boot_from: flag(self, &["use_defaults_on_failure"], false),
@@ -225,7 +225,11 @@ impl Loader<'_> {
             metrics: flag(self, &["enable_metrics"], true),
             metrics_interval: secs(self, &["metrics_interval"], false)
                 .unwrap_or(Duration::from_secs(60)),
-            log_level: choice(self, &["logging", "level"], &["debug", "info", "warn", "error"]),
+            log_level: choice(
+                self,
+                &["logging", "level"],
+                &["debug", "info", "warn", "error"],
+            ),
             log_json: choice(self, &["logging", "format"], &["json", "text"]).map(|f| f == "json"),
             log_requests: flag(self, &["logging", "enable_request_logging"], true),
             log_responses: flag(self, &["logging", "enable_response_logging"], false),
@@ -256,7 +260,11 @@ impl Loader<'_> {
         metrics: &crate::config::raw::Metrics,
         metadata: &toml::Table,
     ) {
-        let interval_key = if kind == "pool" { "interval" } else { "collection_interval" };
+        let interval_key = if kind == "pool" {
+            "interval"
+        } else {
+            "collection_interval"
+        };
         let interval = metrics.interval.or(metrics.collection_interval);
         let positive = |cx: &mut Self, v: Option<f64>, key: &str, default: f64| match v {
             None => default,
@@ -271,7 +279,8 @@ impl Loader<'_> {
             }
         };
         let metrics_interval = positive(self, interval, interval_key, 60.0);
-        let metrics_retention = positive(self, metrics.retention_period, "retention_period", 86_400.0);
+        let metrics_retention =
+            positive(self, metrics.retention_period, "retention_period", 86_400.0);
         let metadata = serde_json::to_value(metadata).unwrap_or(serde_json::Value::Null);
         self.sections.insert(
             name.to_owned(),
