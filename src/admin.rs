@@ -61,6 +61,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
         .route("/admin/fallbacks", get(fallbacks))
         .route("/admin/limits", get(limits))
         .route("/admin/config", get(config_status))
+        .route("/admin/cache", get(cache_stats).delete(cache_clear))
         .route("/admin/reload", post(reload))
         .route_layer(middleware::from_fn_with_state(gateway, authorize))
 }
@@ -285,6 +286,21 @@ async fn set_weight(
         Ok::<_, Error>(Json(serde_json::json!({ "id": id, "weight": body.weight })))
     })();
     respond(result)
+}
+
+/// `[global.cache]`: its size and counters (`enabled: false` when it is off).
+async fn cache_stats(State(gw): State<Arc<Gateway>>) -> Response {
+    match &gw.snapshot().cache {
+        Some(cache) => Json(serde_json::json!({ "enabled": true, "cache": cache.stats() })),
+        None => Json(serde_json::json!({ "enabled": false })),
+    }
+    .into_response()
+}
+
+/// Drop every cached reply.
+async fn cache_clear(State(gw): State<Arc<Gateway>>) -> Response {
+    let cleared = gw.snapshot().cache.as_ref().map_or(0, |c| c.clear());
+    Json(serde_json::json!({ "cleared": cleared })).into_response()
 }
 
 async fn config_status(State(gw): State<Arc<Gateway>>) -> Response {

@@ -11,6 +11,7 @@
 
 mod env;
 mod inherit;
+mod lastgood;
 mod locate;
 mod overlay;
 pub(crate) mod raw;
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
+pub use lastgood::LastGood;
 pub use overlay::{ADMIN, NewInstance, Overlay};
 pub use source::{CapturedSource, DEMO, DirSource, EmbeddedSource, MemorySource, Source};
 

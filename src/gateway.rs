@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::ArcSwap;
 
 use crate::balance::StrategyKind;
-use crate::config::{CapturedSource, Config, ConfigError, Endpoint, NewInstance, Overlay};
+use crate::config::{
+    CapturedSource, Config, ConfigError, Endpoint, LastGood, NewInstance, Overlay,
+};
 use crate::health::checker::{self, HttpProber, Prober};
 use crate::mock::{self, MockHandle};
 use crate::request::{ClientRequest, RequestOptions};
@@ -43,6 +45,17 @@ pub struct ConfigStatus {
     pub rejected: u64,
     /// The last refused reload, until a reload succeeds.
     pub last_error: Option<ReloadError>,
+    /// Set while the gateway serves its last-good snapshot because the files failed to load
+    /// at startup (`use_defaults_on_failure`); cleared by the first reload that succeeds.
+    pub serving_last_good: Option<ServingLastGood>,
+    /// Pools' and task groups' `[*.metrics]` settings and `[*.metadata]`, by name.
+    pub sections: std::collections::BTreeMap<String, crate::config::SectionInfo>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServingLastGood {
+    pub dir: String,
+    pub saved_at_ms: u64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -52,7 +65,7 @@ pub struct ReloadError {
     pub issues: Vec<String>,
 }
 
-fn unix_ms() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -67,6 +80,8 @@ struct Admin {
     runtime: Option<tokio::runtime::Handle>,
     /// Deregistered instances with requests still running, and their mock if they had one.
     draining: Vec<(Arc<Instance>, Option<MockHandle>)>,
+    /// Where each loaded tree is copied when `[global] cache_enabled`.
+    last_good: Option<LastGood>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +102,21 @@ pub enum ChangeError {
     Invalid(#[from] ConfigError),
     #[error(transparent)]
     Mock(#[from] StartError),
+}
+
+impl Admin {
+    fn save_last_good(&self) {
+        if let Some(lg) = &self.last_good {
+            match lg.save(&self.source) {
+                Ok(()) => {
+                    tracing::info!(target: "switchyard::config", dir = %lg.dir().display(), "last-good snapshot saved")
+                }
+                Err(e) => {
+                    tracing::warn!(target: "switchyard::config", dir = %lg.dir().display(), error = %e, "cannot save the last-good snapshot")
+                }
+            }
+        }
+    }
 }
 
 impl Gateway {
@@ -110,6 +140,7 @@ impl Gateway {
             mocks: HashMap::new(),
             runtime: tokio::runtime::Handle::try_current().ok(),
             draining: Vec::new(),
+            last_good: None,
         };
         admin.start_mocks(&config)?;
         let snapshot = Snapshot::build(Arc::new(config), &admin.urls(), None);
@@ -120,6 +151,8 @@ impl Gateway {
             loaded_at_ms: unix_ms(),
             rejected: 0,
             last_error: None,
+            serving_last_good: None,
+            sections: snapshot.config.sections.clone(),
         };
         let gateway = Arc::new(Self {
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -285,17 +318,60 @@ impl Gateway {
         };
         let fingerprint = fresh.fingerprint();
         if fingerprint == status.fingerprint {
+            // The files load and are what is serving: whatever was wrong with them is fixed
+            // (a bad edit reverted, or the tree the last-good snapshot holds restored).
+            status.last_error = None;
+            if status.serving_last_good.take().is_some() {
+                admin.source = fresh;
+            }
             return Ok(false);
         }
         let overlay = admin.overlay.clone();
         admin.source = fresh;
+        let keep = config.snapshot.keep;
+        status.sections = config.sections.clone();
         self.install(&mut admin, config, overlay)?;
+        if keep {
+            admin.save_last_good();
+        }
+        status.serving_last_good = None;
         status.version += 1;
         status.fingerprint = fingerprint;
         status.loaded_at_ms = now_ms;
         status.last_error = None;
         tracing::info!(target: "switchyard::config", version = status.version, fingerprint = %status.fingerprint, "config reloaded");
         Ok(true)
+    }
+
+    /// Copy every tree that loads (now, and on each reload) to `last_good`, when the config
+    /// says `[global] cache_enabled = true`.
+    pub fn keep_last_good(&self, last_good: LastGood) {
+        let mut admin = self.lock();
+        admin.last_good = Some(last_good);
+        let serving = self.config_status().serving_last_good.is_some();
+        if self.snapshot().config.snapshot.keep && !serving {
+            admin.save_last_good();
+        }
+    }
+
+    /// Record that the files failed at startup and the last-good snapshot serves instead.
+    pub fn serving_last_good(
+        &self,
+        failure: &ConfigError,
+        dir: &std::path::Path,
+        saved_at_ms: u64,
+    ) {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        status.rejected += 1;
+        status.last_error = Some(ReloadError {
+            at_ms: unix_ms(),
+            fingerprint: String::new(),
+            issues: failure.issues.iter().map(ToString::to_string).collect(),
+        });
+        status.serving_last_good = Some(ServingLastGood {
+            dir: dir.display().to_string(),
+            saved_at_ms,
+        });
     }
 
     /// The active config's version and source digest, and the last refused reload.

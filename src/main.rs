@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use switchyard::config::{CapturedSource, Config, DEMO, DirSource, EmbeddedSource, Source};
+use switchyard::config::{
+    CapturedSource, Config, DEMO, DirSource, EmbeddedSource, LastGood, Source,
+};
 use switchyard::gateway::Gateway;
 use switchyard::mock::{self, MockArgs};
 use switchyard::telemetry::{self, LogFormat};
@@ -56,6 +58,10 @@ enum Command {
         /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
         #[arg(long, default_value_t = 30)]
         drain_seconds: u64,
+        /// Where the last-good config snapshot is kept (`[global] cache_enabled`); default
+        /// `$XDG_STATE_HOME/switchyard` or `~/.local/state/switchyard`.
+        #[arg(long, env = "SWITCHYARD_STATE_DIR")]
+        state_dir: Option<PathBuf>,
     },
     /// Check a config directory and print every problem as `file:key: reason`.
     Validate {
@@ -109,7 +115,11 @@ async fn run(command: Command, workers: Option<usize>) -> ExitCode {
             config,
             listen,
             drain_seconds,
-        } => serve(config, listen, workers, Duration::from_secs(drain_seconds)).await,
+            state_dir,
+        } => {
+            let drain = Duration::from_secs(drain_seconds);
+            serve(config, listen, workers, drain, state_dir).await
+        }
     }
 }
 
@@ -118,20 +128,30 @@ async fn serve(
     listen: Option<SocketAddr>,
     workers: Option<usize>,
     drain: Duration,
+    state_dir: Option<PathBuf>,
 ) -> ExitCode {
     let source: Box<dyn Source> = match &dir {
         Some(dir) => Box::new(DirSource(dir.clone())),
         None => Box::new(EmbeddedSource(&DEMO)),
     };
+    let last_good = dir.as_ref().map(|d| {
+        let state = state_dir.unwrap_or_else(LastGood::default_state_dir);
+        LastGood::new(&state, d)
+    });
     // Captured: runtime changes rebuild from the files as they were read now.
     let source = CapturedSource::new(source);
-    let loaded = Config::load(&source);
-    let config = match loaded {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (config, source, failure) = match Config::load(&source) {
+        Ok(config) => (config, source, None),
+        Err(e) => match boot_from_last_good(last_good.as_ref(), dir.as_deref()) {
+            Some((config, snapshot, saved_at)) => {
+                tracing::error!(target: "switchyard::config", error = %e, "the config files do not load; serving the last-good snapshot (use_defaults_on_failure) until they are fixed");
+                (config, snapshot, Some((e, saved_at)))
+            }
+            None => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
     };
     for warning in &config.warnings {
         tracing::warn!(%warning, "config");
@@ -150,6 +170,12 @@ async fn serve(
             return ExitCode::FAILURE;
         }
     };
+    if let (Some((e, saved_at)), Some(lg)) = (&failure, &last_good) {
+        gateway.serving_last_good(e, lg.dir(), *saved_at);
+    }
+    if let Some(lg) = last_good {
+        gateway.keep_last_good(lg);
+    }
     if let (Some(every), Some(root)) = (hot_reload, gateway.config_root()) {
         tracing::info!(root = %root.display(), every_s = every.as_secs_f64(), "hot reload on");
         let weak = std::sync::Arc::downgrade(&gateway);
@@ -188,6 +214,24 @@ async fn serve(
         Err(e) => {
             eprintln!("error: server failed: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The last-good snapshot of `dir`, if there is one, it loads, and it allows being used
+/// (`use_defaults_on_failure = true`).
+fn boot_from_last_good(
+    last_good: Option<&LastGood>,
+    dir: Option<&std::path::Path>,
+) -> Option<(Config, CapturedSource, u64)> {
+    let (lg, dir) = (last_good?, dir?);
+    let (snapshot, saved_at) = lg.open(Box::new(DirSource(dir.to_owned())))?;
+    match Config::load(&snapshot) {
+        Ok(config) if config.snapshot.boot_from => Some((config, snapshot, saved_at)),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(target: "switchyard::config", error = %e, "the last-good snapshot does not load either");
+            None
         }
     }
 }

@@ -11,8 +11,8 @@ use notify::{RecursiveMode, Watcher};
 
 use crate::gateway::Gateway;
 
-/// Editors write a file in several steps: changes within this of each other are one reload.
-const SETTLE: Duration = Duration::from_millis(50);
+/// However busy the files stay, a change waits at most this many settle periods.
+const MAX_SETTLES: u32 = 10;
 
 /// Watch `root` and poll every `interval` until the gateway is dropped.
 pub async fn watch(gateway: Weak<Gateway>, root: PathBuf, interval: Duration) {
@@ -39,8 +39,24 @@ pub async fn watch(gateway: Weak<Gateway>, root: PathBuf, interval: Duration) {
     loop {
         tokio::select! {
             Some(()) = rx.recv() => {
-                tokio::time::sleep(SETTLE).await;
-                while rx.try_recv().is_ok() {}
+                // Editors and deploy tools write a tree in several steps: wait until the files
+                // have been quiet for `[global] reload_settle` (a longer burst is cut short
+                // after MAX_SETTLES of them).
+                let Some(settle) = gateway.upgrade().map(|g| g.snapshot().config.reload_settle) else {
+                    return;
+                };
+                let until = tokio::time::Instant::now() + settle * MAX_SETTLES;
+                loop {
+                    let quiet = tokio::time::sleep(settle);
+                    tokio::select! {
+                        Some(()) = rx.recv() => {
+                            if tokio::time::Instant::now() >= until {
+                                break;
+                            }
+                        }
+                        () = quiet => break,
+                    }
+                }
             }
             () = tokio::time::sleep(interval) => {}
         }

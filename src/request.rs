@@ -294,6 +294,11 @@ impl ClientRequest {
         Ok(())
     }
 
+    /// The body as the client sent it (after the tool policy).
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
     /// Tokens this request may cost, before the reply says: about four bytes of body per
     /// prompt token, plus `max_tokens` (256 when the client set none).
     pub fn estimate_tokens(&self) -> u64 {

@@ -17,10 +17,12 @@ use http::{HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::cache;
 use crate::error::Error;
 use crate::gateway::Gateway;
 use crate::provider::Operation;
 use crate::request::{ClientRequest, RequestOptions};
+use crate::stats::clock_ms;
 use crate::upstream::Upstream;
 
 /// The gateway's routes.
@@ -163,12 +165,34 @@ async fn handle(gw: Arc<Gateway>, op: Operation, req: Request) -> Response {
     let snap = gw.snapshot();
     let limit = snap.config.max_body_bytes;
     let result = async {
-        let options = RequestOptions::from_headers(req.headers(), snap.clients.enabled())?;
-        let body = read_body(req, limit).await?;
+        let (parts, body) = req.into_parts();
+        let options = RequestOptions::from_headers(&parts.headers, snap.clients.enabled())?;
+        let body = read_body(&parts.headers, body, limit).await?;
         let mut request = ClientRequest::parse(op, body)?;
         request.options = options;
         request.apply_tools(&snap.config.tools)?;
-        crate::proxy::forward(Upstream::local(), snap, request).await
+        let cached = match &snap.cache {
+            Some(cache) if !request.stream => {
+                let mode = cache::Mode::of(&parts.headers);
+                let client = request.options.client.as_deref();
+                let key = cache.key(op, client, &parts.headers, request.body());
+                if mode == cache::Mode::Normal {
+                    if let Some(hit) = cache.get(&key, clock_ms()) {
+                        return Ok(cache_hit(&hit, &request.model));
+                    }
+                }
+                (mode != cache::Mode::Bypass)
+                    .then(|| (Arc::clone(cache), key, request.model.clone()))
+            }
+            _ => None,
+        };
+        let response = crate::proxy::forward(Upstream::local(), snap, request).await?;
+        match cached {
+            Some((cache, key, route)) if response.status() == StatusCode::OK => {
+                store(&cache, key, route, response).await
+            }
+            _ => Ok(response),
+        }
     }
     .await;
     match result {
@@ -182,16 +206,72 @@ async fn handle(gw: Arc<Gateway>, op: Operation, req: Request) -> Response {
     }
 }
 
-async fn read_body(req: Request, limit: usize) -> Result<Bytes, Error> {
-    let declared = req
-        .headers()
+const CACHE_HEADER: http::HeaderName = http::HeaderName::from_static("x-switchyard-cache");
+
+/// A reply from the response cache: no upstream call, `x-switchyard-attempts: 0`.
+fn cache_hit(hit: &cache::Entry, model: &str) -> Response {
+    let mut response = Response::new(Body::from(hit.body.clone()));
+    let headers = response.headers_mut();
+    let json = HeaderValue::from_static("application/json");
+    headers.insert(
+        header::CONTENT_TYPE,
+        hit.content_type.clone().unwrap_or(json),
+    );
+    for (name, value) in [
+        ("x-switchyard-route", &hit.route),
+        ("x-switchyard-instance", &hit.instance),
+    ] {
+        if let Some(v) = value {
+            headers.insert(http::HeaderName::from_static(name), v.clone());
+        }
+    }
+    headers.insert("x-switchyard-attempts", HeaderValue::from(0));
+    headers.insert(CACHE_HEADER, HeaderValue::from_static("hit"));
+    tracing::info!(target: "switchyard::access", route = model, status = 200, outcome = "cache_hit", "request");
+    response
+}
+
+/// Keep a 200 non-streamed reply (its body is already whole in memory) and pass it on.
+async fn store(
+    cache: &cache::ResponseCache,
+    key: cache::Key,
+    route: String,
+    response: Response,
+) -> Result<Response, Error> {
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| Error::Upstream {
+            route,
+            class: crate::provider::ErrorClass::Malformed,
+            detail: format!("the reply could not be read: {e}"),
+            retry_after: None,
+            attempts: Vec::new(),
+            headroom: None,
+        })?;
+    let header = |name: &str| parts.headers.get(name).cloned();
+    let reply = cache::Reply {
+        body: bytes.clone(),
+        content_type: header("content-type"),
+        route: header("x-switchyard-route"),
+        instance: header("x-switchyard-instance"),
+    };
+    cache.put(key, reply, clock_ms());
+    parts
+        .headers
+        .insert(CACHE_HEADER, HeaderValue::from_static("miss"));
+    Ok(Response::from_parts(parts, Body::from(bytes)))
+}
+
+async fn read_body(headers: &http::HeaderMap, body: Body, limit: usize) -> Result<Bytes, Error> {
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Error::PayloadTooLarge(limit));
     }
-    match Limited::new(req.into_body(), limit).collect().await {
+    match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             Err(Error::PayloadTooLarge(limit))

@@ -36,6 +36,9 @@ pub struct Snapshot {
     tiers_of: Vec<Vec<Arc<Tier>>>,
     /// `GET /v1/models`, rendered once.
     pub models_json: Bytes,
+    /// `[global.cache]`: new (empty) with every config, since a route may now answer
+    /// differently.
+    pub cache: Option<Arc<crate::cache::ResponseCache>>,
 }
 
 impl Snapshot {
@@ -108,6 +111,7 @@ impl Snapshot {
         let clients = ClientTable::new(config.clients.clone(), Arc::clone(&health.store));
         let queue = previous.map_or_else(Arc::default, |p| Arc::clone(&p.queue));
         queue.set_capacity(config.queue.map_or(0, |q| q.size));
+        let cache = (config.cache).map(|spec| Arc::new(crate::cache::ResponseCache::new(spec)));
         Self {
             queue,
             clients,
@@ -119,6 +123,7 @@ impl Snapshot {
             instances,
             routes,
             models_json,
+            cache,
         }
     }
 

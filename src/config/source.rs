@@ -79,6 +79,15 @@ impl CapturedSource {
         }
     }
 
+    /// `files` already captured (a last-good snapshot's), over `inner`: reads see `files`,
+    /// and [`Self::reread`] starts over from `inner` (the real directory).
+    pub fn holding(inner: Box<dyn Source>, files: HashMap<String, String>) -> Self {
+        Self {
+            inner: std::sync::Arc::from(inner),
+            files: Mutex::new(files.into_iter().map(|(p, t)| (p, Ok(t))).collect()),
+        }
+    }
+
     /// The same source with nothing captured yet: the next reads see the files as they are
     /// now (a reload).
     pub fn reread(&self) -> Self {

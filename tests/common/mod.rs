@@ -35,6 +35,8 @@ impl Proc {
         let mut child = Command::new(BIN)
             .args(args)
             .env_remove("RUST_LOG")
+            // A last-good snapshot (`cache_enabled`) goes to this process's own temp dir.
+            .env("SWITCHYARD_STATE_DIR", dir.path().join("state"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())

@@ -1,0 +1,219 @@
+//! End to end: the `[global]` settings that change what a request gets — the response cache
+//! (`[global.cache]`), the tool policy (`function_calling_enabled`, `tool_selection_strategy`)
+//! — and the last-good snapshot (`cache_enabled`, `use_defaults_on_failure`) that lets a
+//! gateway restart on a broken tree.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{BIN, Proc, TOKEN, Tree, admin, chat_body, client, mock, requests_seen};
+use serde_json::{Value, json};
+
+/// One provider with one instance on `upstream`, one group `g`; `global` is the registry's
+/// `[global]` body, `model` the group's model (a broken tree names one that does not exist).
+fn tree(t: &Tree, upstream: &Proc, global: &str, model: &str) {
+    t.file(
+        "_registry.toml",
+        &format!(
+            "[server]\nadmin_token = \"{TOKEN}\"\n[global]\n{global}\n[providers]\nup = {{ file = \"providers/up.toml\" }}\n[task_groups]\ng = {{ file = \"task-groups/g.toml\" }}\n"
+        ),
+    )
+    .file(
+        "providers/up.toml",
+        &format!(
+            "[provider]\ntype = \"openai\"\nbase_url = \"{}/v1\"\n[models.m]\n",
+            upstream.url
+        ),
+    )
+    .file(
+        "task-groups/g.toml",
+        &format!("[task_group]\n[task_group.echelons.e1]\nmodels = [\"{model}\"]\n"),
+    );
+}
+
+async fn chat(
+    c: &reqwest::Client,
+    gw: &Proc,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> (u16, Option<String>, Value) {
+    let mut req = c.post(format!("{}/v1/chat/completions", gw.url)).json(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let cache = (r.headers().get("x-switchyard-cache")).map(|v| v.to_str().unwrap().to_owned());
+    (status, cache, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_response_cache_serves_repeats_without_an_upstream_call() {
+    let up = mock("up", &[]);
+    let t = Tree::new();
+    tree(
+        &t,
+        &up,
+        "[global.cache]\nenabled = true\nmax_size = 100\nttl = 300",
+        "up:m",
+    );
+    let gw = common::gateway(t.path());
+    let c = client();
+    let body = chat_body("g");
+
+    let (s, cache, first) = chat(&c, &gw, &body, &[]).await;
+    assert_eq!((s, cache.as_deref()), (200, Some("miss")), "{first}");
+    let (s, cache, second) = chat(&c, &gw, &body, &[]).await;
+    assert_eq!((s, cache.as_deref()), (200, Some("hit")));
+    assert_eq!(second, first, "the same reply, byte for byte");
+    assert_eq!(
+        requests_seen(&c, &up).await,
+        1,
+        "the hit never reached the upstream"
+    );
+
+    // no-cache: fetched again (and stored); no-store: fetched, not stored; another body or
+    // another client: its own entry.
+    let (_, cache, _) = chat(&c, &gw, &body, &[("cache-control", "no-cache")]).await;
+    assert_eq!(cache.as_deref(), Some("miss"));
+    let (_, cache, _) = chat(&c, &gw, &body, &[("cache-control", "no-store")]).await;
+    assert_eq!(cache, None, "no-store bypasses the cache");
+    let other = json!({"model": "g", "messages": [{"role": "user", "content": "something else"}]});
+    let (_, cache, _) = chat(&c, &gw, &other, &[]).await;
+    assert_eq!(cache.as_deref(), Some("miss"));
+    let (_, cache, _) = chat(&c, &gw, &body, &[("x-switchyard-client", "bob")]).await;
+    assert_eq!(
+        cache.as_deref(),
+        Some("miss"),
+        "clients never share replies"
+    );
+    assert_eq!(requests_seen(&c, &up).await, 5);
+
+    // A streamed request is never cached.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let r = (c.post(format!("{}/v1/chat/completions", gw.url)))
+        .json(&streamed)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("x-switchyard-cache").is_none());
+    assert!(r.text().await.unwrap().contains("[DONE]"));
+
+    let (status, v) = admin(&c, &gw, "GET", "/admin/cache", None).await;
+    assert_eq!(status, 200, "{v}");
+    let stats = &v["cache"];
+    assert_eq!(
+        (stats["hits"].as_u64(), stats["entries"].as_u64()),
+        (Some(1), Some(3)),
+        "{v}"
+    );
+    let (_, v) = admin(&c, &gw, "DELETE", "/admin/cache", None).await;
+    assert_eq!(v["cleared"], 3);
+    let (_, cache, _) = chat(&c, &gw, &body, &[]).await;
+    assert_eq!(cache.as_deref(), Some("miss"), "cleared");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tool_policy_refuses_tools_or_sets_tool_choice() {
+    let up = mock("up", &[]);
+    let c = client();
+    let mut body = chat_body("g");
+    body["tools"] = json!([{"type": "function", "function": {"name": "f", "parameters": {}}}]);
+
+    let t = Tree::new();
+    tree(&t, &up, "function_calling_enabled = false", "up:m");
+    let gw = common::gateway(t.path());
+    let (status, _, v) = chat(&c, &gw, &body, &[]).await;
+    assert_eq!(status, 400, "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("function_calling_enabled = false"),
+        "{message}"
+    );
+    assert_eq!(requests_seen(&c, &up).await, 0);
+    let (status, _, _) = chat(&c, &gw, &chat_body("g"), &[]).await;
+    assert_eq!(status, 200, "requests without tools pass");
+    drop(gw);
+
+    // `priority`: the upstream sees tool_choice "required" (`/mock/last`: the last request).
+    let t = Tree::new();
+    tree(&t, &up, "tool_selection_strategy = \"priority\"", "up:m");
+    let gw = common::gateway(t.path());
+    let (status, _, v) = chat(&c, &gw, &body, &[]).await;
+    assert_eq!(status, 200, "{v}");
+    let seen: Value = (c.get(format!("{}/mock/last", up.url)).send().await.unwrap())
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["body"]["tool_choice"], "required", "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_on_a_broken_tree_serves_the_last_good_snapshot_until_the_files_are_fixed() {
+    let up = mock("up", &[]);
+    let c = client();
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_str().unwrap();
+    let t = Tree::new();
+    let global = "cache_enabled = true\nuse_defaults_on_failure = true";
+    tree(&t, &up, global, "up:m");
+    let start = |t: &Tree| {
+        Proc::start(&[
+            "serve",
+            "--config",
+            t.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            state_dir,
+        ])
+    };
+    let gw = start(&t);
+    assert_eq!(chat(&c, &gw, &chat_body("g"), &[]).await.0, 200);
+    drop(gw);
+
+    // A bad edit, then a restart: the snapshot serves, and the failure is reported.
+    tree(&t, &up, global, "up:nope");
+    let gw = start(&t);
+    assert_eq!(chat(&c, &gw, &chat_body("g"), &[]).await.0, 200);
+    let (_, v) = admin(&c, &gw, "GET", "/admin/config", None).await;
+    assert!(v["serving_last_good"]["dir"].is_string(), "{v}");
+    let issues = v["last_error"]["issues"].to_string();
+    assert!(issues.contains("unknown model \\\"up:nope\\\""), "{issues}");
+
+    // Still broken: a reload is refused and the snapshot keeps serving.
+    let (status, _) = admin(&c, &gw, "POST", "/admin/reload", None).await;
+    assert_eq!(status, 409, "refused");
+    assert_eq!(chat(&c, &gw, &chat_body("g"), &[]).await.0, 200);
+
+    // Fixed: the real files take over.
+    tree(&t, &up, global, "up:m");
+    let (status, v) = admin(&c, &gw, "POST", "/admin/reload", None).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["config"]["serving_last_good"], Value::Null, "{v}");
+    assert_eq!(v["config"]["last_error"], Value::Null, "{v}");
+    drop(gw);
+
+    // Without use_defaults_on_failure the snapshot is kept but never booted from.
+    tree(&t, &up, "cache_enabled = true", "up:m");
+    drop(start(&t));
+    tree(&t, &up, "cache_enabled = true", "up:nope");
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--config",
+            t.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--state-dir", state_dir])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown model \"up:nope\""), "{stderr}");
+}
