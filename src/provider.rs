@@ -5,6 +5,8 @@
 //! - `openai`: any OpenAI-compatible server (OpenAI, DeepSeek, Moonshot, Qwen compatible mode,
 //!   Ollama `/v1`, vLLM, llama.cpp) and the built-in mock.
 
+pub mod anthropic;
+pub mod gemini;
 mod openai;
 
 use http::{HeaderMap, StatusCode};
