@@ -197,6 +197,8 @@ pub struct InstanceSpec {
     /// `provider:model`, as task groups reference it.
     pub model_ref: String,
     pub provider: String,
+    /// The wire API it speaks (its provider's `type`).
+    pub api: crate::provider::Api,
     /// The name sent upstream in `model`.
     pub upstream_model: String,
     pub endpoint: Endpoint,
@@ -213,6 +215,68 @@ pub struct InstanceSpec {
     pub limits: LimitSpec,
     /// `[models.X.shared_limits]`: over every instance of its model together.
     pub model_limits: LimitSpec,
+    /// What its model can do; routing passes it over for requests it cannot serve.
+    pub caps: Capabilities,
+}
+
+/// A model's capabilities (`[models.M] context_window`, `supports_tools`, `supports_vision`,
+/// `supports_streaming`), plus what its API can do at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Prompt plus `max_tokens`, in tokens; `None`: not checked.
+    pub context_window: Option<u32>,
+    pub tools: bool,
+    pub vision: bool,
+    pub streaming: bool,
+    pub chat: bool,
+    pub completions: bool,
+    pub embeddings: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Self {
+            context_window: None,
+            tools: true,
+            vision: true,
+            streaming: true,
+            chat: true,
+            completions: true,
+            embeddings: true,
+        }
+    }
+}
+
+impl Capabilities {
+    /// Why an instance with these capabilities cannot serve `req`, if it cannot. Cheap when
+    /// nothing is restricted (the usual case): a few field reads.
+    pub fn refuses(&self, req: &crate::request::ClientRequest) -> Option<&'static str> {
+        use crate::provider::Operation;
+        let op_ok = match req.op {
+            Operation::Chat => self.chat,
+            Operation::Completions => self.completions,
+            Operation::Embeddings => self.embeddings,
+            Operation::Models => true,
+        };
+        if !op_ok {
+            return Some("its API has no such operation");
+        }
+        if req.stream && !self.streaming {
+            return Some("its model does not stream");
+        }
+        if !self.tools && req.has_tools() {
+            return Some("its model does not support tools");
+        }
+        if !self.vision && req.has_images() {
+            return Some("its model does not accept images");
+        }
+        match self.context_window {
+            Some(window) if req.estimate_tokens() > u64::from(window) => {
+                Some("the prompt and max_tokens exceed its context window")
+            }
+            _ => None,
+        }
+    }
 }
 
 /// How an instance is reached.

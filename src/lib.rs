@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod health;
+pub mod ingress;
 pub mod limit;
 pub mod mock;
 pub mod provider;

@@ -74,7 +74,7 @@ enum Command {
         #[arg(long)]
         graph: bool,
     },
-    /// Run a mock OpenAI-compatible upstream.
+    /// Run a mock upstream speaking the OpenAI, Anthropic Messages and Gemini APIs.
     Mock(MockArgs),
 }
 

@@ -1,18 +1,39 @@
-//! The built-in mock LLM upstream: a real HTTP server that speaks the OpenAI API.
+//! The built-in mock LLM upstream: a real HTTP server that speaks the OpenAI API, Anthropic's
+//! Messages API and Google's Gemini API, with the same answers and failure modes in each.
+//!
+//! Endpoints (see `routes`):
+//! - OpenAI: `POST /v1/chat/completions`, `POST /v1/completions`, `POST /v1/embeddings`,
+//!   `GET /v1/models`;
+//! - Anthropic: `POST /v1/messages` (needs `anthropic-version`; `GET /v1/models` answers in
+//!   Anthropic's shape to a request with that header);
+//! - Gemini: `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent`
+//!   (`?alt=sse` for SSE), `:embedContent`, `:batchEmbedContents`; `GET /v1beta/models` and
+//!   `GET /v1beta/models/{model}`;
+//! - control: `GET /mock/stats`, `GET|PUT /mock/behavior`, `GET /mock/last`,
+//!   `POST /mock/die`.
+//!
+//! Every dialect gets the same text (`[<name>] mock reply 1 2 … N`), the same counters and
+//! every failure mode; errors, injected or not, are in the request's own dialect. Keys
+//! (`authorization`, `x-api-key`, `x-goog-api-key`) are not checked, only recorded.
 //!
 //! This file owns the public entry points: [`spawn`] (serve a caller-made listener in a
 //! background task) and the [`MockHandle`] it returns. The parts live beside it:
 //! `behavior` (the knobs), `stats` (counters), `lifecycle` (connections and stopping),
-//! `state` (what the handlers share), `routes` (URL table and control endpoints),
-//! `pipeline` (failure modes for `/v1/*`), `request` (parsing), `reply`, `stream` and
-//! `embeddings` (the answers), `error` (OpenAI-style errors) and `cli` (`switchyard mock`).
+//! `state` (what the handlers share), `routes` (URL table and control endpoints), `call`
+//! (which dialect and operation a request is), `pipeline` (failure modes for API requests),
+//! `request` (parsing), `reply`, `stream` and `embeddings` (the answers), `anthropic` and
+//! `gemini` (those dialects' requests, replies and stream events), `error` (each dialect's
+//! errors) and `cli` (`switchyard mock`).
 //!
 //! Dropping a [`MockHandle`] stops its server, like [`MockHandle::shutdown`].
 
+mod anthropic;
 mod behavior;
+mod call;
 mod cli;
 mod embeddings;
 mod error;
+mod gemini;
 mod lifecycle;
 mod pipeline;
 mod reply;
@@ -25,11 +46,15 @@ mod stream;
 #[cfg(test)]
 mod test_util;
 #[cfg(test)]
+mod tests_anthropic;
+#[cfg(test)]
 mod tests_api;
 #[cfg(test)]
 mod tests_control;
 #[cfg(test)]
 mod tests_failures;
+#[cfg(test)]
+mod tests_gemini;
 #[cfg(test)]
 mod tests_stream;
 
@@ -58,7 +83,8 @@ impl MockHandle {
         self.addr
     }
 
-    /// `http://ADDR/v1`, with an unspecified bind address (`0.0.0.0`, `::`) replaced by loopback
+    /// `http://ADDR/v1` (the OpenAI and Anthropic base; Gemini's is `http://ADDR/v1beta`), with
+    /// an unspecified bind address (`0.0.0.0`, `::`) replaced by loopback
     /// so the URL can be connected to.
     pub fn base_url(&self) -> String {
         let mut addr = self.addr;

@@ -10,6 +10,7 @@ mod plan;
 mod reply;
 mod stream;
 mod trace;
+mod translate;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -147,6 +148,13 @@ async fn walk(
                 local.clear();
             }
             trace.tried.push(instance.index);
+            // What the model cannot do (tools, images, context, the operation) is passed over.
+            if let Some(why) = instance.spec.caps.refuses(req) {
+                trace.skipped.push(instance.index);
+                trace.skip(si, instance.index, why);
+                walk.unfit = Some(why);
+                continue;
+            }
             // The gate's last word: a half-open breaker's trial permit, a slow start's ramp.
             let now = clock_ns();
             if !snap.health.admit(&instance, now) {
@@ -218,7 +226,7 @@ async fn walk(
     let full = walk.retry_limited.is_some();
     if trace.attempts == 0 && !walk.refused_groups && walk.stopped.is_none() && !full {
         // Nothing admitted anywhere: rather than fail, the least-bad instance (panic mode).
-        let least = least_bad(snap, &plan.steps, &trace);
+        let least = least_bad(snap, &plan.steps, &trace, req);
         let least = least.filter(|(_, _, i)| snap.health.admit_breaker(i, clock_ns()));
         if let Some((si, tier, instance)) = least {
             if instance.live.is_gated() {
@@ -348,6 +356,7 @@ fn least_bad<'r>(
     snap: &Snapshot,
     steps: &'r [Step],
     trace: &Trace,
+    req: &ClientRequest,
 ) -> Option<(usize, &'r Tier, Arc<Instance>)> {
     let now = clock_ns();
     (steps.iter().enumerate())
@@ -355,6 +364,7 @@ fn least_bad<'r>(
         .filter(|(_, _, m)| !m.live.is_draining() && !trace.attempted(m.instance))
         .filter_map(|(si, tier, m)| Some((si, tier, snap.instances.get(m.instance)?)))
         .filter(|(_, _, i)| !i.live.gate().breaker.refuses(&i.spec.breaker, now))
+        .filter(|(_, _, i)| i.spec.caps.refuses(req).is_none())
         .min_by_key(|(_, _, i)| (i.live.gate().is_ejected(), i.live.consecutive_failures()))
         .map(|(si, tier, i)| (si, tier, Arc::clone(i)))
 }
@@ -376,8 +386,11 @@ async fn attempt(
     } = call;
     let mut guard = instance.start(permits);
     let started = guard.since();
-    let body = req.body_with(&instance.spec.upstream_model, &tier.defaults);
-    let request = instance.request(req.op, body)?;
+    let (body, url) = match instance.adapter.encode(req, &instance.spec, &tier.defaults) {
+        Ok(encoded) => encoded,
+        Err(refusal) => return refused(refusal, snap, instance, trace, started),
+    };
+    let request = instance.request(req.op, req.stream, body, url)?;
     let deadline = tokio::time::Instant::now() + timeout;
     let (head, body) = upstream.send(request, timeout).await?.into_parts();
     let status = head.status;
@@ -390,17 +403,21 @@ async fn attempt(
     }
     let content_type = head.headers.get(header::CONTENT_TYPE).cloned();
     if !status.is_success() {
-        let class = instance.adapter.classify(status);
         let retry_after = head.headers.get(header::RETRY_AFTER).cloned();
-        let cooldown = (class == ErrorClass::RateLimited)
-            .then(|| crate::health::cooldown::from_headers(&head.headers));
         let body = reply::read_body(body, MAX_REPLY_BYTES, deadline)
             .await
             .unwrap_or_default();
+        let class = instance.adapter.classify_reply(status, &body);
+        let cooldown = (class == ErrorClass::RateLimited)
+            .then(|| crate::health::cooldown::from_headers(&head.headers));
         if class == ErrorClass::Client {
-            // The client's own mistake: hand the provider's answer back unchanged.
+            // The client's own mistake: hand the provider's answer back (in OpenAI's shape).
             record(snap, instance, Outcome::Failure(class), started, None);
             log_done(trace, instance, status, false, None, None, "client_error");
+            let (content_type, body) = match instance.adapter.client_error(status, &body) {
+                Some(openai) => (None, openai),
+                None => (content_type, body),
+            };
             return Ok(respond(status, content_type, body.into(), trace, instance));
         }
         return Err(AttemptError {
@@ -414,9 +431,23 @@ async fn attempt(
         let ttft = tier.ttft_timeout;
         // The client's permits last as long as the stream it is served.
         guard.absorb(std::mem::take(client));
+        let body = match instance.adapter.stream_decoder(&instance.spec) {
+            Some(decoder) => translate::UpBody::decoded(body, decoder, req.include_usage),
+            None => translate::UpBody::Raw(body),
+        };
         return stream::start(status, body, guard, snap, trace, deadline, timeout, ttft).await;
     }
     let body = reply::read_body(body, MAX_REPLY_BYTES, deadline).await?;
+    let body = match instance.adapter.decode(req, &instance.spec, &body) {
+        Ok(None) => body,
+        Ok(Some(openai)) => openai,
+        Err((class, detail)) => return Err(AttemptError::new(class, detail)),
+    };
+    let content_type = if instance.spec.api.is_native() {
+        None
+    } else {
+        content_type
+    };
     let usage = reply::check(&body)?;
     record(snap, instance, usage.outcome(), started, None);
     guard.absorb(std::mem::take(client));
@@ -424,6 +455,36 @@ async fn attempt(
     log_done(trace, instance, status, false, Some(usage), None, "ok");
     drop(guard);
     Ok(respond(status, content_type, body.into(), trace, instance))
+}
+
+/// A request its adapter cannot send (the client's request does not translate, or the API has
+/// no such operation): a 400 naming the instance and why, like an upstream refusing it. The
+/// instance's health is untouched.
+fn refused(
+    refusal: crate::provider::Refusal,
+    snap: &Snapshot,
+    instance: &Instance,
+    trace: &Trace,
+    started: Instant,
+) -> Result<Response, AttemptError> {
+    let (crate::provider::Refusal::Client(reason) | crate::provider::Refusal::Unsupported(reason)) =
+        refusal;
+    record(
+        snap,
+        instance,
+        Outcome::Failure(ErrorClass::Client),
+        started,
+        None,
+    );
+    let status = StatusCode::BAD_REQUEST;
+    log_done(trace, instance, status, false, None, None, "client_error");
+    let detail = format!(
+        "{} ({}): {reason}",
+        instance.spec.id,
+        instance.spec.api.as_str()
+    );
+    let body = crate::provider::openai_error(&detail, "invalid_request_error");
+    Ok(respond(status, None, body.into(), trace, instance))
 }
 
 /// Report one finished attempt to the snapshot's recorder, then to health (which may eject
@@ -518,6 +579,13 @@ fn final_error(snap: &Snapshot, plan: &plan::Plan<'_>, trace: &Trace, walk: plan
                 headroom: walk.headroom.map(Box::new),
                 attempts,
             };
+        }
+        if let (Some(why), None) = (walk.unfit, walk.stopped) {
+            // Nothing tried because nothing on the route can serve this request.
+            return Error::BadRequest(format!(
+                "no instance of {:?} can serve this request: {why}",
+                trace.route
+            ));
         }
         if let Some(why) = walk.stopped {
             return Error::Upstream {

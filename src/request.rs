@@ -294,6 +294,17 @@ impl ClientRequest {
         Ok(())
     }
 
+    /// The request carries tools (or legacy functions).
+    pub fn has_tools(&self) -> bool {
+        self.has_tools
+    }
+
+    /// The request carries an image part (a scan of the body: only asked of instances whose
+    /// model says `supports_vision = false`).
+    pub fn has_images(&self) -> bool {
+        self.body.windows(11).any(|w| w == b"\"image_url\"")
+    }
+
     /// The body as the client sent it (after the tool policy).
     pub fn body(&self) -> &[u8] {
         &self.body

@@ -30,6 +30,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
+        .route("/v1/messages", post(crate::ingress::messages))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .route("/healthz", get(healthz))
@@ -263,7 +264,11 @@ async fn store(
     Ok(Response::from_parts(parts, Body::from(bytes)))
 }
 
-async fn read_body(headers: &http::HeaderMap, body: Body, limit: usize) -> Result<Bytes, Error> {
+pub(crate) async fn read_body(
+    headers: &http::HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, Error> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

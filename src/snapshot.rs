@@ -12,7 +12,6 @@ use serde::Serialize;
 use crate::config::{Config, Endpoint};
 use crate::health::{Gate, Health};
 use crate::limit::{ClientTable, Limits, Queue};
-use crate::provider::OpenAi;
 use crate::proxy::FallbackLog;
 use crate::route::{Route, RouteTable, Tier};
 use crate::stats::{Live, MemoryRecorder, Recorder, clock_ns};
@@ -50,7 +49,6 @@ impl Snapshot {
         mock_urls: &HashMap<String, String>,
         previous: Option<&Snapshot>,
     ) -> Self {
-        let adapter = Arc::new(OpenAi);
         let now = clock_ns();
         let health = previous.map_or_else(Arc::default, |p| Arc::clone(&p.health));
         let mut model_limits: HashMap<String, Option<Arc<Limits>>> = HashMap::new();
@@ -92,7 +90,7 @@ impl Snapshot {
                     i,
                     spec.clone(),
                     base_url,
-                    adapter.clone(),
+                    spec.api.adapter(),
                     live,
                     [limits, model_limits],
                 ))

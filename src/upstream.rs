@@ -33,6 +33,8 @@ pub struct Instance {
     pub id_header: Option<HeaderValue>,
     /// Per operation (chat, completions, embeddings, models): the upstream URL, parsed once.
     uris: [Option<Uri>; 4],
+    /// A streamed chat request's URL, when the API has its own (Gemini's `alt=sse`).
+    stream_uri: Option<Uri>,
     /// Sent with every request: auth, content type, configured extras.
     headers: HeaderMap,
     /// Load and statistics; shared with the instance of the same id in later snapshots.
@@ -60,6 +62,7 @@ impl Instance {
             uri(Operation::Embeddings),
             uri(Operation::Models),
         ];
+        let stream_uri = (adapter.stream_url(&base_url, &spec)).and_then(|u| u.parse::<Uri>().ok());
         let headers = adapter.headers(&spec);
         Self {
             id_header: HeaderValue::from_str(&spec.id).ok(),
@@ -68,6 +71,7 @@ impl Instance {
             base_url,
             adapter,
             uris,
+            stream_uri,
             headers,
             live,
             limits,
@@ -87,11 +91,14 @@ impl Instance {
         InFlight(Arc::clone(self), std::time::Instant::now(), permits)
     }
 
-    /// The upstream request for `op` with `body`.
+    /// The upstream request for `op` with `body` (`stream`: a streamed chat; `url`: this
+    /// request's own URL, when its adapter gave one).
     pub fn request(
         &self,
         op: Operation,
+        stream: bool,
         body: Bytes,
+        url: Option<String>,
     ) -> Result<http::Request<Full<Bytes>>, AttemptError> {
         let slot = match op {
             Operation::Chat => 0,
@@ -99,7 +106,11 @@ impl Instance {
             Operation::Embeddings => 2,
             Operation::Models => 3,
         };
-        let Some(uri) = self.uris[slot].clone() else {
+        let own = url.and_then(|u| u.parse::<Uri>().ok());
+        let streamed = (stream && op == Operation::Chat)
+            .then(|| self.stream_uri.clone())
+            .flatten();
+        let Some(uri) = own.or(streamed).or_else(|| self.uris[slot].clone()) else {
             return Err(AttemptError::new(
                 ErrorClass::Connect,
                 format!(

@@ -387,9 +387,10 @@ async fn backoff_waits_grow_by_the_factor_and_the_walk_stops_at_the_deadline() {
     let took = started.elapsed();
     assert_eq!(status, 502, "{body}");
     assert!(path.len() < 5, "{path:?}");
-    // The walk stays inside 0.3 s; the client's own round trip adds a little.
+    // The walk stays inside 0.3 s; the client's own round trip adds a little (a loaded CI
+    // machine more: the bound stays under the 0.8 s the waits alone would take).
     assert!(
-        took < Duration::from_millis(450),
+        took < Duration::from_millis(700),
         "took {took:?}, past the 0.3 s deadline"
     );
     let spent: f64 = (body["error"]["attempts"].as_array().unwrap().iter())

@@ -94,6 +94,8 @@ pub struct Provider {
     pub kind: String,
     pub base_url: Option<String>,
     pub api_key: Option<String>,
+    /// `type = "azure"`: the `api-version` query parameter.
+    pub api_version: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     pub timeout: Option<f64>,
@@ -118,6 +120,11 @@ pub struct Model {
     pub concurrency_limit: Option<u32>,
     /// Limits shared by every instance of the model (one provider account, say).
     pub shared_limits: Option<LimitKeys>,
+    /// Tokens of prompt plus `max_tokens` it accepts.
+    pub context_window: Option<u32>,
+    pub supports_tools: Option<bool>,
+    pub supports_vision: Option<bool>,
+    pub supports_streaming: Option<bool>,
     pub instances: Vec<Instance>,
 }
 

@@ -662,7 +662,7 @@ fn thirty_six_broken_trees_are_each_refused_naming_file_and_key() {
         "providers/up.toml:provider.api_key: environment variable KEY is not set",
         "providers/up.toml:provider.base_url: \"ftp://127.0.0.1/v1\" must be an http:// or https:// URL",
         "providers/up.toml:models.m.instances[1].id: instance id \"m-1\" is already used by model up:m",
-        "providers/up.toml:provider.type: unknown provider type \"telepathy\"; expected \"openai\"",
+        "providers/up.toml:provider.type: unknown provider type \"telepathy\"; expected one of [\"openai\"",
         "wrappers/w.toml:wrappers.fast.pool_name: unknown pool \"q\"",
         "wrappers/w.toml:wrappers.fast.type: unknown wrapper type \"bridge\"",
         "_registry.toml:global.config_validation: must be \"strict\" or \"lenient\"",
@@ -869,4 +869,79 @@ fn seed_003s_yaml_task_groups_and_polling_pools_load() {
     let member = &config.instances[pool.tiers[0].members[0].instance];
     assert_eq!(member.health.interval.as_secs(), 30);
     assert!(pool.tiers[0].limits.requests.is_some());
+}
+
+#[test]
+fn provider_presets_fill_in_the_api_base_url_and_key() {
+    let tree = |provider: &str| {
+        let files: HashMap<String, String> = [
+            (
+                "_registry.toml",
+                "[providers]\np = { file = \"providers/p.toml\" }\n[task_groups]\ng = { file = \"task-groups/g.toml\" }\n",
+            ),
+            ("providers/p.toml", provider),
+            (
+                "task-groups/g.toml",
+                "[task_group]\n[task_group.echelons.e1]\nmodels = [\"p:m\"]\n",
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        MemorySource(files)
+    };
+    let env = |name: &str| (name == "DEEPSEEK_API_KEY").then(|| "sk-deep".to_owned());
+    let c = Config::load_with_env(&tree("[provider]\ntype = \"deepseek\"\n[models.m]\n"), &env)
+        .unwrap();
+    let i = &c.instances[0];
+    assert_eq!(i.api, crate::provider::Api::OpenAi);
+    assert_eq!(
+        i.endpoint,
+        Endpoint::OpenAi {
+            base_url: "https://api.deepseek.com/v1".into()
+        }
+    );
+    assert_eq!(i.api_key.as_ref().map(Secret::expose), Some("sk-deep"));
+
+    let c = Config::load_with_env(
+        &tree("[provider]\ntype = \"azure\"\nbase_url = \"https://r.openai.azure.com\"\napi_version = \"2025-01-01\"\napi_key = \"k\"\n[models.m]\nupstream_model = \"gpt4o-prod\"\n"),
+        &no_env,
+    )
+    .unwrap();
+    let i = &c.instances[0];
+    let api = crate::provider::Api::Azure {
+        api_version: "2025-01-01".into(),
+    };
+    assert_eq!(i.api, api);
+    let adapter = i.api.adapter();
+    assert_eq!(
+        adapter.url(
+            "https://r.openai.azure.com",
+            i,
+            crate::provider::Operation::Chat
+        ),
+        "https://r.openai.azure.com/openai/deployments/gpt4o-prod/chat/completions?api-version=2025-01-01"
+    );
+    assert_eq!(adapter.headers(i)["api-key"], "k");
+
+    for (kind, api) in [
+        ("claude", crate::provider::Api::Anthropic),
+        ("gemini", crate::provider::Api::Gemini),
+    ] {
+        let c = Config::load_with_env(
+            &tree(&format!("[provider]\ntype = \"{kind}\"\n[models.m]\n")),
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(c.instances[0].api, api, "{kind}");
+    }
+    let e = Config::load_with_env(
+        &tree("[provider]\ntype = \"ollama\"\napi_version = \"1\"\n[models.m]\n"),
+        &no_env,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.issues.iter().map(plain).collect::<Vec<_>>(),
+        ["providers/p.toml:provider.api_version: only type = \"azure\" reads api_version"]
+    );
 }

@@ -49,7 +49,7 @@ pub async fn probe(inst: &Instance) -> Verdict {
         Probe::Models => (Operation::Models, Bytes::new()),
         Probe::Chat => (Operation::Chat, chat_probe(&inst.spec.upstream_model)),
     };
-    let request = match inst.request(op, body) {
+    let request = match inst.request(op, false, body, None) {
         Ok(r) => r,
         Err(e) => return Verdict::fail(e.class, e.detail),
     };

@@ -34,12 +34,14 @@ pub struct Behavior {
     pub jitter_ms: u64,
     /// Probability in `0..=1` that a request fails with 500 (seeded rng).
     pub fail_rate: f64,
-    /// If set, every API request gets this status with an OpenAI-style error body.
+    /// If set, every API request gets this status with an error body in its dialect (529 is
+    /// Anthropic's `overloaded_error`, 429 Gemini's `RESOURCE_EXHAUSTED`, ...).
     pub status: Option<u16>,
     /// Sent as `Retry-After` on 429 replies.
     pub retry_after_s: Option<u64>,
     /// Sent as `x-ratelimit-remaining-requests` (with `x-ratelimit-reset-requests: 2s`) on
-    /// successful replies, like OpenAI's headroom headers.
+    /// successful replies, like OpenAI's headroom headers; as
+    /// `anthropic-ratelimit-requests-remaining` on Anthropic replies; not at all on Gemini's.
     pub ratelimit_remaining: Option<u64>,
     /// Content chunks (= completion tokens) in a reply; 0 means 8.
     pub stream_chunks: u32,
@@ -51,13 +53,14 @@ pub struct Behavior {
     pub garbage: bool,
     /// After this many API requests, stop serving: close the listener and drop connections.
     pub die_after: Option<u64>,
-    /// Streams send the role chunk and this many content chunks, then drop the connection
-    /// (no `[DONE]`). 0: the role chunk only.
+    /// Streams send the role chunk (Anthropic: `message_start`; Gemini: nothing) and this many
+    /// content chunks, then drop the connection (no `[DONE]`). 0: the role chunk only.
     pub stream_fail_after: Option<u32>,
     /// Streams send the role chunk and this many content chunks, then send nothing more until
     /// the mock stops. 0: the role chunk only.
     pub stream_stall_after: Option<u32>,
-    /// Streams send the role chunk, then an error event (`data: {"error": ...}`), then end.
+    /// Streams send the role chunk, then an error event (`data: {"error": ...}`; Anthropic:
+    /// `event: error` with an `overloaded_error`; Gemini: a 503 `UNAVAILABLE` error), then end.
     pub stream_error_event: bool,
     /// Seed for the jitter and fail decisions.
     pub seed: u64,

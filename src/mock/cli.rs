@@ -1,6 +1,8 @@
 //! The `switchyard mock` subcommand: its arguments ([`MockArgs`]) and [`run`], which binds,
 //! announces `mock listening on http://ADDR/v1` on stdout, and serves until SIGINT/SIGTERM or
-//! until the mock dies (`die_after`, `POST /mock/die`).
+//! until the mock dies (`die_after`, `POST /mock/die`). The one server speaks OpenAI
+//! (`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/models`), Anthropic
+//! (`/v1/messages`) and Gemini (`/v1beta/models/{model}:generateContent` and the rest).
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -10,8 +12,18 @@ use tokio::net::TcpListener;
 use super::behavior::Behavior;
 use super::spawn;
 
+/// The endpoint list `switchyard mock --help` ends with.
+const ENDPOINTS: &str = "\
+Endpoints (every failure mode applies to all API endpoints; errors are in each API's shape):
+  OpenAI     POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models
+  Anthropic  POST /v1/messages (needs anthropic-version; key in x-api-key)
+  Gemini     POST /v1beta/models/{model}:generateContent, :streamGenerateContent[?alt=sse],
+                  :embedContent, :batchEmbedContents; GET /v1beta/models[/{model}]
+  control    GET /mock/stats, GET|PUT /mock/behavior, GET /mock/last, POST /mock/die";
+
 /// Arguments of `switchyard mock`.
 #[derive(clap::Args, Debug, Clone)]
+#[command(after_help = ENDPOINTS)]
 pub struct MockArgs {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9001")]
@@ -28,13 +40,15 @@ pub struct MockArgs {
     /// Probability (0..=1) that a request fails with 500.
     #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_probability)]
     pub fail_rate: f64,
-    /// Answer every API request with this status and an OpenAI-style error body.
+    /// Answer every API request with this status and an error body in its API's shape
+    /// (529: Anthropic's overloaded_error).
     #[arg(long, value_name = "CODE", value_parser = clap::value_parser!(u16).range(200..=599))]
     pub status: Option<u16>,
     /// Seconds to send in Retry-After on 429 replies.
     #[arg(long = "retry-after", value_name = "S")]
     pub retry_after: Option<u64>,
-    /// Send x-ratelimit-remaining-requests: N (reset 2s) on successful replies.
+    /// Send x-ratelimit-remaining-requests: N (reset 2s) on successful replies
+    /// (Anthropic: anthropic-ratelimit-requests-remaining; Gemini: none).
     #[arg(long, value_name = "N")]
     pub ratelimit_remaining: Option<u64>,
     /// Content chunks (tokens) per reply; 0 means 8.
@@ -52,13 +66,14 @@ pub struct MockArgs {
     /// Stop serving after this many API requests.
     #[arg(long, value_name = "N")]
     pub die_after: Option<u64>,
-    /// Streams: the role chunk and N content chunks, then the connection drops.
+    /// Streams: the role chunk (Anthropic: message_start) and N content chunks, then the
+    /// connection drops.
     #[arg(long, value_name = "N")]
     pub stream_fail_after: Option<u32>,
     /// Streams: the role chunk and N content chunks, then silence until the mock stops.
     #[arg(long, value_name = "N")]
     pub stream_stall_after: Option<u32>,
-    /// Streams: the role chunk, then an error event, then the end.
+    /// Streams: the role chunk, then an error event (Anthropic: event: error), then the end.
     #[arg(long)]
     pub stream_error_event: bool,
     /// Seed for the jitter and failure decisions.

@@ -1,6 +1,7 @@
-//! The path of every API request (`/v1/*`): read the body, count it, then apply the failure
-//! modes in order — `die_after`, `hang`, latency + jitter, `status`, `fail_rate`, `garbage` —
-//! and only then validate the request and build the normal reply.
+//! The path of every API request, in every dialect: read the body, count it, then apply the
+//! failure modes in order — `die_after`, `hang`, latency + jitter, `status`, `fail_rate`,
+//! `garbage` — and only then validate the request and build the normal reply. Errors are
+//! written in the request's dialect ([`Dialect`]).
 
 use std::sync::Arc;
 
@@ -9,17 +10,18 @@ use axum::response::Response;
 use http::StatusCode;
 
 use super::behavior::Behavior;
-use super::embeddings;
+use super::call::{Call, Dialect};
 use super::error::{
-    error_response, injected_status, invalid_request, json_response, mock_failure, raw_response,
-    with_name,
+    api_error, bad_request, error_response, injected_status, json_response, mock_failure,
+    raw_response, with_name,
 };
 use super::lifecycle::ConnId;
-use super::reply;
-use super::request::{self, Endpoint, GenerateRequest};
+use super::reply::{self, Length};
+use super::request::{self, GenerateRequest};
 use super::state::{Admission, LastRequest, Shared};
 use super::stats::InFlight;
 use super::stream::{StreamKind, StreamPlan, sse_response};
+use super::{anthropic, embeddings, gemini};
 
 /// Largest request body read; larger ones get 413.
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -31,13 +33,13 @@ pub(crate) const GARBAGE_BODY: &str = "this is not json <<<";
 pub(crate) async fn serve_api(
     shared: Arc<Shared>,
     conn: ConnId,
-    endpoint: Endpoint,
+    call: Call,
     req: Request,
 ) -> Response {
     let in_flight = shared.stats.in_flight();
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await;
-    let admission = shared.admit(endpoint);
+    let admission = shared.admit(call.endpoint());
     if let Ok(bytes) = &body {
         shared.record_last(LastRequest::capture(&parts, bytes));
     }
@@ -47,6 +49,7 @@ pub(crate) async fn serve_api(
         jitter,
         fail,
     } = admission;
+    let dialect = call.dialect();
 
     if let Some(limit) = behavior.die_after {
         if number > limit {
@@ -75,16 +78,20 @@ pub(crate) async fn serve_api(
     let name = behavior.label();
     if let Some(status) = behavior.injected_status() {
         shared.stats.count_failed();
-        return with_name(injected_status(status, behavior.retry_after_s), name);
+        return with_name(
+            injected_status(dialect, status, behavior.retry_after_s),
+            name,
+        );
     }
     if fail {
         shared.stats.count_failed();
-        return with_name(mock_failure(), name);
+        return with_name(mock_failure(dialect), name);
     }
     let bytes = match body {
         Ok(bytes) => bytes,
         Err(_) => {
-            let response = error_response(
+            let response = api_error(
+                dialect,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
                 "request body is too large or could not be read",
@@ -93,7 +100,7 @@ pub(crate) async fn serve_api(
         }
     };
     if behavior.garbage {
-        let content_type = if request::wants_stream(&bytes) {
+        let content_type = if call.wants_stream(&bytes) && call.streams_sse() {
             "text/event-stream"
         } else {
             "application/json"
@@ -104,26 +111,30 @@ pub(crate) async fn serve_api(
         );
     }
 
-    let response = match endpoint {
-        Endpoint::Chat => generate(
-            &shared,
-            &behavior,
-            request::parse_chat(&bytes),
-            StreamKind::Chat,
-            in_flight,
+    let text = |parsed, kind| generate(&shared, &behavior, dialect, parsed, kind, in_flight);
+    let json_or_400 = |value: Result<serde_json::Value, String>| match value {
+        Ok(value) => json_response(StatusCode::OK, &value),
+        Err(message) => bad_request(dialect, &message),
+    };
+    let response = match call {
+        Call::Chat => text(request::parse_chat(&bytes), StreamKind::Chat),
+        Call::Completions => text(request::parse_completion(&bytes), StreamKind::Completion),
+        Call::Embeddings => {
+            json_or_400(request::parse_embedding(&bytes).map(|r| embeddings::reply(&r)))
+        }
+        Call::Models(Dialect::Anthropic) => json_response(StatusCode::OK, &anthropic::models(name)),
+        Call::Models(_) => json_response(StatusCode::OK, &reply::models(name)),
+        Call::Messages => text(
+            anthropic::parse(&parts.headers, &bytes),
+            StreamKind::Messages,
         ),
-        Endpoint::Completions => generate(
-            &shared,
-            &behavior,
-            request::parse_completion(&bytes),
-            StreamKind::Completion,
-            in_flight,
+        Call::GeminiGenerate { model, stream, sse } => text(
+            gemini::parse_generate(&model, stream, &bytes),
+            StreamKind::Gemini { sse },
         ),
-        Endpoint::Embeddings => match request::parse_embedding(&bytes) {
-            Ok(req) => json_response(StatusCode::OK, &embeddings::reply(&req)),
-            Err(message) => invalid_request(&message),
-        },
-        Endpoint::Models => json_response(StatusCode::OK, &reply::models(name)),
+        Call::GeminiEmbed { batch } => json_or_400(gemini::embed(batch, &bytes)),
+        Call::GeminiModels(None) => json_response(StatusCode::OK, &gemini::models(name)),
+        Call::GeminiModels(Some(model)) => json_response(StatusCode::OK, &gemini::model(&model)),
     };
     let mut response = with_name(response, name);
     if let Some(left) = behavior
@@ -131,41 +142,54 @@ pub(crate) async fn serve_api(
         .filter(|_| response.status().is_success())
     {
         let headers = response.headers_mut();
-        headers.insert("x-ratelimit-remaining-requests", left.into());
-        headers.insert(
-            "x-ratelimit-reset-requests",
-            http::HeaderValue::from_static("2s"),
-        );
+        match dialect {
+            Dialect::OpenAi => {
+                headers.insert("x-ratelimit-remaining-requests", left.into());
+                headers.insert(
+                    "x-ratelimit-reset-requests",
+                    http::HeaderValue::from_static("2s"),
+                );
+            }
+            Dialect::Anthropic => {
+                headers.insert("anthropic-ratelimit-requests-remaining", left.into());
+            }
+            // Gemini sends no headroom headers.
+            Dialect::Gemini => {}
+        }
     }
     response
 }
 
-/// The normal chat or completion reply; a stream takes over the in-flight guard.
+/// The normal reply to a request for text, in `kind`'s dialect; a stream takes over the
+/// in-flight guard.
 fn generate(
     shared: &Shared,
     behavior: &Behavior,
+    dialect: Dialect,
     parsed: Result<GenerateRequest, String>,
     kind: StreamKind,
     in_flight: InFlight,
 ) -> Response {
     let req = match parsed {
         Ok(req) => req,
-        Err(message) => return invalid_request(&message),
+        Err(message) => return bad_request(dialect, &message),
     };
     let n = shared.next_id();
     let id = match kind {
         StreamKind::Chat => reply::chat_id(n),
         StreamKind::Completion => reply::completion_id(n),
+        StreamKind::Messages => anthropic::message_id(n),
+        StreamKind::Gemini { .. } => gemini::response_id(n),
     };
     let name = behavior.label();
-    let chunks = behavior.chunks();
+    let length = Length::new(behavior.chunks(), req.max_tokens);
     if req.stream {
         let plan = StreamPlan {
             kind,
             id,
             model: req.model,
             name: name.to_owned(),
-            chunks,
+            length,
             interval: behavior.chunk_interval(),
             include_usage: req.include_usage,
             prompt_tokens: req.prompt_tokens,
@@ -174,15 +198,22 @@ fn generate(
         let (stats, life) = (Arc::clone(&shared.stats), Arc::clone(&shared.life));
         return sse_response(plan, stats, life, in_flight);
     }
+    let (model, prompt) = (req.model.as_str(), req.prompt_tokens);
     let value = match kind {
-        StreamKind::Chat => {
-            reply::chat_completion(&id, &req.model, name, chunks, req.prompt_tokens)
-        }
-        StreamKind::Completion => {
-            reply::text_completion(&id, &req.model, name, chunks, req.prompt_tokens)
-        }
+        StreamKind::Chat => Ok(reply::chat_completion(&id, model, name, length, prompt)),
+        StreamKind::Completion => Ok(reply::text_completion(&id, model, name, length, prompt)),
+        StreamKind::Messages => anthropic::message(&id, model, name, length, prompt),
+        StreamKind::Gemini { .. } => Ok(gemini::reply(&id, model, name, length, prompt)),
     };
-    json_response(StatusCode::OK, &value)
+    match value {
+        Ok(value) => json_response(StatusCode::OK, &value),
+        Err(message) => api_error(
+            dialect,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            &format!("mock could not build its reply: {message}"),
+        ),
+    }
 }
 
 /// What a handler returns after killing its connection; the client never sees it.

@@ -1,9 +1,11 @@
-//! Parsing and validation of API request bodies into the few facts a reply needs (model,
-//! prompt size, streaming flags, embedding inputs). Errors are messages for a 400 reply.
+//! Parsing and validation of OpenAI request bodies into the few facts a reply needs (model,
+//! prompt size, length cap, streaming flags, embedding inputs); `anthropic` and `gemini` parse
+//! theirs into the same [`GenerateRequest`] and [`EmbeddingRequest`]. Errors are messages for
+//! a 400 reply.
 
 use serde_json::{Map, Value};
 
-/// The API endpoints the mock serves.
+/// The kinds of API endpoint the mock counts (every dialect's chat is a `Chat`, and so on).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Endpoint {
     Chat,
@@ -12,7 +14,7 @@ pub(crate) enum Endpoint {
     Models,
 }
 
-/// A chat or legacy completion request.
+/// A request for generated text, in any dialect.
 #[derive(Debug, PartialEq)]
 pub(crate) struct GenerateRequest {
     pub(crate) model: String,
@@ -21,6 +23,9 @@ pub(crate) struct GenerateRequest {
     pub(crate) stream: bool,
     /// `stream_options.include_usage == true`.
     pub(crate) include_usage: bool,
+    /// The most completion tokens asked for (`max_tokens`, `max_completion_tokens`,
+    /// `maxOutputTokens`): a reply of more chunks stops there, for length.
+    pub(crate) max_tokens: Option<u64>,
 }
 
 /// An embeddings request.
@@ -37,7 +42,7 @@ pub(crate) fn count_words(text: &str) -> u64 {
     text.split_whitespace().count() as u64
 }
 
-fn object(body: &[u8]) -> Result<Map<String, Value>, String> {
+pub(crate) fn object(body: &[u8]) -> Result<Map<String, Value>, String> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err("request body must be a JSON object".to_owned()),
@@ -66,8 +71,24 @@ fn stream_flags(map: &Map<String, Value>) -> Result<(bool, bool), String> {
     Ok((stream, include_usage))
 }
 
+/// The first of `keys` present (and not null), as a non-negative integer.
+pub(crate) fn max_tokens(map: &Map<String, Value>, keys: &[&str]) -> Result<Option<u64>, String> {
+    for key in keys {
+        match map.get(*key) {
+            None | Some(Value::Null) => continue,
+            Some(n) => {
+                return n
+                    .as_u64()
+                    .map(Some)
+                    .ok_or_else(|| format!("'{key}' must be a non-negative integer"));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Words in a message `content`: a string, or an array of parts with `text`.
-fn content_words(content: Option<&Value>) -> u64 {
+pub(crate) fn content_words(content: Option<&Value>) -> u64 {
     match content {
         Some(Value::String(text)) => count_words(text),
         Some(Value::Array(parts)) => parts
@@ -101,6 +122,7 @@ pub(crate) fn parse_chat(body: &[u8]) -> Result<GenerateRequest, String> {
         prompt_tokens: words.max(1),
         stream,
         include_usage,
+        max_tokens: max_tokens(&map, &["max_completion_tokens", "max_tokens"])?,
     })
 }
 
@@ -134,6 +156,7 @@ pub(crate) fn parse_completion(body: &[u8]) -> Result<GenerateRequest, String> {
         prompt_tokens: words.max(1),
         stream,
         include_usage,
+        max_tokens: max_tokens(&map, &["max_tokens"])?,
     })
 }
 
@@ -189,6 +212,11 @@ mod tests {
         let empty = parse_chat(br#"{"model":"m","messages":[]}"#).unwrap();
         assert_eq!(empty.prompt_tokens, 1);
         assert!(!empty.stream && !empty.include_usage);
+        assert_eq!(empty.max_tokens, None);
+        let capped =
+            parse_chat(br#"{"model":"m","messages":[],"max_tokens":9,"max_completion_tokens":3}"#)
+                .unwrap();
+        assert_eq!(capped.max_tokens, Some(3));
     }
 
     #[test]
@@ -202,6 +230,7 @@ mod tests {
             br#"{"model":"m","messages":{}}"#,
             br#"{"model":"m","messages":[1]}"#,
             br#"{"model":"m","messages":[],"stream":"yes"}"#,
+            br#"{"model":"m","messages":[],"max_tokens":-1}"#,
         ] {
             assert!(
                 parse_chat(body).is_err(),

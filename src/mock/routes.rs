@@ -1,21 +1,31 @@
-//! The URL table of a mock server: the OpenAI API endpoints (handed to the pipeline) and the
-//! control endpoints under `/mock/` (stats, behaviour, last request, die), which are not
-//! counted as requests and never have failure modes applied.
+//! The URL table of a mock server: the API endpoints of each dialect (handed to the pipeline
+//! as a [`Call`]) and the control endpoints under `/mock/` (stats, behaviour, last request,
+//! die), which are not counted as requests and never have failure modes applied.
+//!
+//! - OpenAI: `POST /v1/chat/completions`, `POST /v1/completions`, `POST /v1/embeddings`,
+//!   `GET /v1/models` (in Anthropic's shape when the request has `anthropic-version`);
+//! - Anthropic: `POST /v1/messages`;
+//! - Gemini: `GET /v1beta/models`, `GET /v1beta/models/{model}` and
+//!   `POST /v1beta/models/{model}:{generateContent|streamGenerateContent|embedContent|
+//!   batchEmbedContents}` (one catch-all split on the last `:`, since a route segment cannot
+//!   hold a parameter and a literal).
+//!
+//! A URL no route serves gets a 404 (or 405) in the dialect its path belongs to.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use http::{Method, StatusCode, Uri};
 
 use super::behavior::Behavior;
-use super::error::{error_response, invalid_request, json_response};
+use super::call::{Call, Dialect};
+use super::error::{api_error, error_response, invalid_request, json_response};
 use super::lifecycle::ConnId;
 use super::pipeline::serve_api;
-use super::request::Endpoint;
 use super::state::Shared;
 
 type St = State<Arc<Shared>>;
@@ -28,6 +38,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
+        .route("/v1/messages", post(messages))
+        .route("/v1beta/models", get(gemini_models))
+        .route("/v1beta/models/{*rest}", get(gemini_get).post(gemini_post))
         .route("/mock/stats", get(stats))
         .route("/mock/behavior", get(get_behavior).put(put_behavior))
         .route("/mock/last", get(last))
@@ -38,19 +51,57 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 }
 
 async fn chat(State(s): St, ConnectInfo(c): Conn, req: Request) -> Response {
-    serve_api(s, c, Endpoint::Chat, req).await
+    serve_api(s, c, Call::Chat, req).await
 }
 
 async fn completions(State(s): St, ConnectInfo(c): Conn, req: Request) -> Response {
-    serve_api(s, c, Endpoint::Completions, req).await
+    serve_api(s, c, Call::Completions, req).await
 }
 
 async fn embeddings(State(s): St, ConnectInfo(c): Conn, req: Request) -> Response {
-    serve_api(s, c, Endpoint::Embeddings, req).await
+    serve_api(s, c, Call::Embeddings, req).await
 }
 
 async fn models(State(s): St, ConnectInfo(c): Conn, req: Request) -> Response {
-    serve_api(s, c, Endpoint::Models, req).await
+    let dialect = Dialect::of_models_request(req.headers());
+    serve_api(s, c, Call::Models(dialect), req).await
+}
+
+async fn messages(State(s): St, ConnectInfo(c): Conn, req: Request) -> Response {
+    serve_api(s, c, Call::Messages, req).await
+}
+
+async fn gemini_models(State(s): St, ConnectInfo(c): Conn, req: Request) -> Response {
+    serve_api(s, c, Call::GeminiModels(None), req).await
+}
+
+/// `GET /v1beta/models/{model}`; a `{model}:{method}` is POST only.
+async fn gemini_get(
+    State(s): St,
+    ConnectInfo(c): Conn,
+    Path(rest): Path<String>,
+    req: Request,
+) -> Response {
+    if rest.contains(':') {
+        return method_not_allowed(req.method().clone(), req.uri().clone()).await;
+    }
+    serve_api(s, c, Call::GeminiModels(Some(rest)), req).await
+}
+
+/// `POST /v1beta/models/{model}:{method}`, for the methods [`Call::gemini_post`] knows.
+async fn gemini_post(
+    State(s): St,
+    ConnectInfo(c): Conn,
+    Path(rest): Path<String>,
+    req: Request,
+) -> Response {
+    if !rest.contains(':') {
+        return method_not_allowed(req.method().clone(), req.uri().clone()).await;
+    }
+    match Call::gemini_post(&rest, req.uri().query()) {
+        Some(call) => serve_api(s, c, call, req).await,
+        None => not_found(req.method().clone(), req.uri().clone()).await,
+    }
 }
 
 /// `GET /mock/stats`: the counters.
@@ -101,7 +152,8 @@ async fn die(State(s): St) -> Response {
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {
-    error_response(
+    api_error(
+        Dialect::of_path(uri.path()),
         StatusCode::NOT_FOUND,
         "invalid_request_error",
         &format!("Invalid URL ({method} {})", uri.path()),
@@ -109,7 +161,8 @@ async fn not_found(method: Method, uri: Uri) -> Response {
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
-    error_response(
+    api_error(
+        Dialect::of_path(uri.path()),
         StatusCode::METHOD_NOT_ALLOWED,
         "invalid_request_error",
         &format!("Method {method} not allowed on {}", uri.path()),

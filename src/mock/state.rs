@@ -109,6 +109,7 @@ impl Shared {
 /// An API request as received, for `GET /mock/last`.
 #[derive(Debug, serde::Serialize)]
 pub(crate) struct LastRequest {
+    /// The path with its query, if any (`/v1beta/models/m:streamGenerateContent?alt=sse`).
     path: String,
     /// Lowercased header names; repeated headers joined with ", ".
     headers: BTreeMap<String, String>,
@@ -131,7 +132,11 @@ impl LastRequest {
                 .or_insert_with(|| value.into_owned());
         }
         Self {
-            path: parts.uri.path().to_owned(),
+            path: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| parts.uri.path(), |pq| pq.as_str())
+                .to_owned(),
             headers,
             body: raw_body(body),
         }

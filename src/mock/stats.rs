@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::request::Endpoint;
 
-/// Live counters of one mock server. Only API requests (`/v1/*`) are counted.
+/// Live counters of one mock server. Only API requests (`/v1/*`, `/v1beta/*`) are counted.
 #[derive(Debug, Default)]
 pub struct MockStats {
     requests: AtomicU64,
@@ -27,22 +27,26 @@ pub struct MockStats {
 pub struct StatsSnapshot {
     /// API requests received (all endpoints, whatever their outcome).
     pub requests: u64,
-    /// Requests to `POST /v1/chat/completions`.
+    /// Requests for a chat reply: `POST /v1/chat/completions`, `POST /v1/messages`,
+    /// `POST /v1beta/models/{model}:generateContent` and `:streamGenerateContent`.
     pub chat: u64,
     /// Requests to `POST /v1/completions`.
     pub completions: u64,
-    /// Requests to `POST /v1/embeddings`.
+    /// Requests for embeddings: `POST /v1/embeddings`, Gemini's `:embedContent` and
+    /// `:batchEmbedContents`.
     pub embeddings: u64,
-    /// Requests to `GET /v1/models`.
+    /// Model lists: `GET /v1/models`, `GET /v1beta/models` and `GET /v1beta/models/{model}`.
     pub models: u64,
     /// Requests answered with an injected failure (`status`, `fail_rate`, a stream fault) or
     /// dropped by `die_after`.
     pub failed: u64,
     /// Streamed replies begun.
     pub streams_started: u64,
-    /// Streamed replies that reached `data: [DONE]`.
+    /// Streamed replies that reached their end (`data: [DONE]`, `message_stop`, Gemini's last
+    /// event).
     pub streams_completed: u64,
-    /// Content chunks produced in streamed replies (role, finish and usage chunks not counted).
+    /// Content chunks produced in streamed replies (role, finish and usage chunks not counted;
+    /// for Anthropic, `content_block_delta`s).
     pub chunks_sent: u64,
     /// API requests being handled now, open streams included.
     pub in_flight: u64,

@@ -1,12 +1,14 @@
-//! Streamed (SSE) replies for chat and legacy completions: a body produced chunk by chunk,
-//! paced with `tokio::time::sleep`, that counts chunks and completion in the stats and holds
-//! the request's in-flight guard until it ends or the client goes away.
+//! Streamed replies in every dialect: a body produced chunk by chunk, paced with
+//! `tokio::time::sleep`, that counts chunks and completion in the stats and holds the
+//! request's in-flight guard until it ends or the client goes away.
 //!
-//! Event order: (chat only) a role chunk; one chunk per content word; a finish chunk with
-//! `finish_reason: "stop"`; a usage chunk with `choices: []` if asked for; `data: [DONE]`.
-//! A [`StreamFault`] cuts it short after the role chunk and N content chunks (at most all of
-//! them): the connection drops, the stream goes silent until the mock stops, or (instead of
-//! any content) an error event ends it.
+//! One step machine drives every dialect; each step is a [`Frame`] that the dialect encodes:
+//! (chat only) a role frame; one frame per content word; a finish frame; a usage frame if asked
+//! for; the end. OpenAI writes them as `chat.completion.chunk`s (or `text_completion`s) and
+//! `data: [DONE]`; Anthropic as Messages events (`anthropic`); Gemini as
+//! `GenerateContentResponse`s (`gemini`). A [`StreamFault`] cuts it short after the role frame
+//! and N content frames (at most all of them): the connection drops, the stream goes silent
+//! until the mock stops, or (instead of any content) an error event ends it.
 
 use std::io;
 use std::sync::Arc;
@@ -21,14 +23,21 @@ use serde_json::{Value, json};
 use super::behavior::StreamFault;
 use super::error::raw_response;
 use super::lifecycle::Lifecycle;
-use super::reply::{piece, usage};
+use super::reply::{Length, piece, usage};
 use super::stats::{InFlight, MockStats};
+use super::{anthropic, gemini};
 
-/// Which object the chunks are.
+/// Which dialect, and which object, the stream is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum StreamKind {
+    /// OpenAI `chat.completion.chunk`s.
     Chat,
+    /// OpenAI legacy `text_completion`s.
     Completion,
+    /// Anthropic Messages events.
+    Messages,
+    /// Gemini `GenerateContentResponse`s: SSE (`alt=sse`) or one JSON array.
+    Gemini { sse: bool },
 }
 
 /// Everything a streamed reply needs to know.
@@ -38,11 +47,28 @@ pub(crate) struct StreamPlan {
     pub(crate) id: String,
     pub(crate) model: String,
     pub(crate) name: String,
-    pub(crate) chunks: u32,
+    pub(crate) length: Length,
     pub(crate) interval: Option<Duration>,
     pub(crate) include_usage: bool,
     pub(crate) prompt_tokens: u64,
     pub(crate) fault: Option<StreamFault>,
+}
+
+/// One thing a stream says, before a dialect writes it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Frame<'a> {
+    /// The assistant's turn begins (chat dialects only).
+    Role,
+    /// Content chunk `k` (1-based).
+    Content { k: u32, text: &'a str },
+    /// The reply is complete: its finish reason.
+    Finish,
+    /// Token counts, when the client asked for them.
+    Usage,
+    /// The stream ends normally.
+    Done,
+    /// The stream ends with an error event (`stream_error_event`).
+    Error,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -59,24 +85,80 @@ enum Step {
     End,
 }
 
-/// The error event `stream_error_event` sends.
+/// The error event `stream_error_event` sends in OpenAI's dialect.
 const ERROR_EVENT: &[u8] =
     b"data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n";
+
+/// How the frames of one stream become bytes.
+#[derive(Debug)]
+enum Encoder {
+    OpenAi,
+    Messages(anthropic::StreamEncoder),
+    Gemini(gemini::StreamEncoder),
+}
+
+impl Encoder {
+    fn new(plan: &StreamPlan) -> Self {
+        match plan.kind {
+            StreamKind::Chat | StreamKind::Completion => Self::OpenAi,
+            StreamKind::Messages => Self::Messages(anthropic::StreamEncoder::new(plan)),
+            StreamKind::Gemini { sse } => Self::Gemini(gemini::StreamEncoder::new(sse)),
+        }
+    }
+
+    /// The bytes of `frame`; empty when the dialect says nothing for it.
+    fn encode(&mut self, plan: &StreamPlan, frame: Frame<'_>) -> Bytes {
+        match self {
+            Self::OpenAi => match (frame, plan.openai_chunk(frame)) {
+                (_, Some(chunk)) => event(&chunk),
+                (Frame::Error, None) => Bytes::from_static(ERROR_EVENT),
+                (_, None) => Bytes::from_static(b"data: [DONE]\n\n"),
+            },
+            Self::Messages(encoder) => encoder.encode(plan, frame),
+            Self::Gemini(encoder) => encoder.encode(plan, frame),
+        }
+    }
+}
 
 struct State {
     plan: StreamPlan,
     step: Step,
+    encoder: Encoder,
     stats: Arc<MockStats>,
     life: Arc<Lifecycle>,
     _in_flight: InFlight,
 }
 
 impl StreamPlan {
+    /// The OpenAI chunk of `frame` (`Messages` streams use chat chunks as their source);
+    /// `None` for the end and error frames.
+    pub(crate) fn openai_chunk(&self, frame: Frame<'_>) -> Option<Value> {
+        match frame {
+            Frame::Role => {
+                let delta = json!({ "role": "assistant", "content": "" });
+                Some(self.chunk(Some(self.choice(delta, "", None)), None))
+            }
+            Frame::Content { text, .. } => {
+                let delta = json!({ "content": text });
+                Some(self.chunk(Some(self.choice(delta, text, None)), None))
+            }
+            Frame::Finish => {
+                let finish = self.length.finish_reason();
+                Some(self.chunk(Some(self.choice(json!({}), "", Some(finish))), None))
+            }
+            Frame::Usage => {
+                let usage = usage(self.prompt_tokens, u64::from(self.length.chunks));
+                Some(self.chunk(None, Some(usage)))
+            }
+            Frame::Done | Frame::Error => None,
+        }
+    }
+
     /// One chunk object with the given choice (or none, for the usage chunk).
     fn chunk(&self, choice: Option<Value>, usage: Option<Value>) -> Value {
         let object = match self.kind {
-            StreamKind::Chat => "chat.completion.chunk",
             StreamKind::Completion => "text_completion",
+            _ => "chat.completion.chunk",
         };
         let mut chunk = json!({
             "id": self.id,
@@ -94,31 +176,39 @@ impl StreamPlan {
     /// A choice carrying `text` (a chat delta or a completion text) and `finish_reason`.
     fn choice(&self, delta: Value, text: &str, finish: Option<&str>) -> Value {
         match self.kind {
-            StreamKind::Chat => json!({
-                "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish,
-            }),
             StreamKind::Completion => json!({
                 "index": 0, "text": text, "logprobs": null, "finish_reason": finish,
+            }),
+            _ => json!({
+                "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish,
             }),
         }
     }
 
     fn first_step(&self) -> Step {
         match self.kind {
-            StreamKind::Chat => Step::Role,
-            StreamKind::Completion => self.after_content(0),
+            StreamKind::Chat | StreamKind::Messages => Step::Role,
+            StreamKind::Completion | StreamKind::Gemini { .. } => self.after_content(0),
         }
     }
 
     /// The step after `sent` content chunks.
     fn after_content(&self, sent: u32) -> Step {
-        let cut = |n: u32| sent >= n.min(self.chunks);
+        let chunks = self.length.chunks;
+        let cut = |n: u32| sent >= n.min(chunks);
         match self.fault {
             Some(StreamFault::ErrorEvent) if sent == 0 => Step::ErrorEvent,
             Some(StreamFault::Drop(n)) if cut(n) => Step::Drop,
             Some(StreamFault::Stall(n)) if cut(n) => Step::Stall,
-            _ if sent < self.chunks => Step::Content(sent + 1),
+            _ if sent < chunks => Step::Content(sent + 1),
             _ => Step::Finish,
+        }
+    }
+
+    fn content_type(&self) -> &'static str {
+        match self.kind {
+            StreamKind::Gemini { sse: false } => "application/json",
+            _ => "text/event-stream",
         }
     }
 }
@@ -128,68 +218,67 @@ fn event(value: &Value) -> Bytes {
 }
 
 impl State {
-    /// Produces the next SSE event, or `None` after `[DONE]` (or a fault).
+    /// Produces the next piece of the body, or `None` after the end (or a fault).
     async fn next(mut self) -> Option<(io::Result<Bytes>, Self)> {
-        let plan = &self.plan;
-        let (bytes, next) = match self.step {
-            Step::Role => {
-                let delta = json!({ "role": "assistant", "content": "" });
-                let chunk = plan.chunk(Some(plan.choice(delta, "", None)), None);
-                (event(&chunk), plan.after_content(0))
-            }
-            Step::Content(k) => {
-                if let Some(pause) = plan.interval {
-                    tokio::time::sleep(pause).await;
+        loop {
+            let text;
+            let (frame, next) = match self.step {
+                Step::Role => (Frame::Role, self.plan.after_content(0)),
+                Step::Content(k) => {
+                    if let Some(pause) = self.plan.interval {
+                        tokio::time::sleep(pause).await;
+                    }
+                    text = piece(&self.plan.name, k);
+                    self.stats.count_chunk();
+                    (
+                        Frame::Content { k, text: &text },
+                        self.plan.after_content(k),
+                    )
                 }
-                let text = piece(&plan.name, k);
-                let delta = json!({ "content": text });
-                let chunk = plan.chunk(Some(plan.choice(delta, &text, None)), None);
-                self.stats.count_chunk();
-                (event(&chunk), plan.after_content(k))
+                Step::Finish => {
+                    let next = if self.plan.include_usage {
+                        Step::Usage
+                    } else {
+                        Step::Done
+                    };
+                    (Frame::Finish, next)
+                }
+                Step::Usage => (Frame::Usage, Step::Done),
+                Step::Done => {
+                    self.stats.count_stream_completed();
+                    (Frame::Done, Step::End)
+                }
+                Step::ErrorEvent => {
+                    self.stats.count_failed();
+                    (Frame::Error, Step::End)
+                }
+                Step::Stall => {
+                    self.stats.count_failed();
+                    self.life.stopping().await;
+                    self.step = Step::End;
+                    return Some((Err(io::Error::other("mock stopped")), self));
+                }
+                Step::Drop => {
+                    // A body error makes the server abort the connection: no last chunk, no
+                    // end. Pending once first, so the server flushes what was sent before it.
+                    self.stats.count_failed();
+                    tokio::task::yield_now().await;
+                    self.step = Step::End;
+                    return Some((Err(io::Error::other("stream_fail_after")), self));
+                }
+                Step::End => return None,
+            };
+            let bytes = self.encoder.encode(&self.plan, frame);
+            self.step = next;
+            if !bytes.is_empty() {
+                return Some((Ok(bytes), self));
             }
-            Step::Finish => {
-                let chunk = plan.chunk(Some(plan.choice(json!({}), "", Some("stop"))), None);
-                let next = if plan.include_usage {
-                    Step::Usage
-                } else {
-                    Step::Done
-                };
-                (event(&chunk), next)
-            }
-            Step::Usage => {
-                let usage = usage(plan.prompt_tokens, u64::from(plan.chunks));
-                (event(&plan.chunk(None, Some(usage))), Step::Done)
-            }
-            Step::Done => {
-                self.stats.count_stream_completed();
-                (Bytes::from_static(b"data: [DONE]\n\n"), Step::End)
-            }
-            Step::ErrorEvent => {
-                self.stats.count_failed();
-                (Bytes::from_static(ERROR_EVENT), Step::End)
-            }
-            Step::Stall => {
-                self.stats.count_failed();
-                self.life.stopping().await;
-                self.step = Step::End;
-                return Some((Err(io::Error::other("mock stopped")), self));
-            }
-            Step::Drop => {
-                // A body error makes the server abort the connection: no last chunk, no [DONE].
-                // Pending once first, so the server flushes what was sent before it.
-                self.stats.count_failed();
-                tokio::task::yield_now().await;
-                self.step = Step::End;
-                return Some((Err(io::Error::other("stream_fail_after")), self));
-            }
-            Step::End => return None,
-        };
-        self.step = next;
-        Some((Ok(bytes), self))
+        }
     }
 }
 
-/// A `text/event-stream` response that streams `plan`; counts the stream as started.
+/// A streaming response (SSE, or a JSON array for Gemini without `alt=sse`) of `plan`;
+/// counts the stream as started.
 pub(crate) fn sse_response(
     plan: StreamPlan,
     stats: Arc<MockStats>,
@@ -197,15 +286,17 @@ pub(crate) fn sse_response(
     in_flight: InFlight,
 ) -> Response {
     stats.count_stream_started();
+    let content_type = plan.content_type();
     let state = State {
         step: plan.first_step(),
+        encoder: Encoder::new(&plan),
         plan,
         stats,
         life,
         _in_flight: in_flight,
     };
     let body = Body::from_stream(futures_util::stream::unfold(state, State::next));
-    let mut response = raw_response(StatusCode::OK, "text/event-stream", body);
+    let mut response = raw_response(StatusCode::OK, content_type, body);
     response
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -225,7 +316,7 @@ mod tests {
             id: "cmpl-mock-1".into(),
             model: "m".into(),
             name: "n".into(),
-            chunks: 2,
+            length: Length::new(2, None),
             interval: None,
             include_usage: true,
             prompt_tokens: 4,

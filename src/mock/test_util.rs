@@ -81,6 +81,33 @@ pub(crate) async fn try_post_raw(
     Ok(read(response).await)
 }
 
+/// POST `body` to `path` with extra `headers`.
+pub(crate) async fn post_with(
+    handle: &MockHandle,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> Reply {
+    let mut request = client()
+        .post(url(handle, path))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .timeout(Duration::from_secs(30));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    read(request.send().await.unwrap()).await
+}
+
+/// GET `path` with extra `headers`.
+pub(crate) async fn get_with(handle: &MockHandle, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut request = client().get(url(handle, path));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    read(request.send().await.unwrap()).await
+}
+
 pub(crate) async fn post_raw(handle: &MockHandle, path: &str, body: &str) -> Reply {
     try_post_raw(handle, path, body).await.unwrap()
 }
@@ -114,6 +141,31 @@ pub(crate) fn chat_body(model: &str) -> Value {
     })
 }
 
+/// The Messages twin of [`chat_body`]: the same five prompt words.
+pub(crate) fn messages_body(model: &str) -> Value {
+    serde_json::json!({
+        "model": model,
+        "max_tokens": 1024,
+        "system": "be brief",
+        "messages": [{ "role": "user", "content": "hello there mock" }],
+    })
+}
+
+/// Headers an Anthropic client sends.
+pub(crate) const ANTHROPIC_HEADERS: &[(&str, &str)] = &[
+    ("x-api-key", "sk-ant-test"),
+    ("anthropic-version", "2023-06-01"),
+];
+
+/// The Gemini twin of [`chat_body`]: the same five prompt words.
+pub(crate) fn generate_body() -> Value {
+    serde_json::json!({
+        "systemInstruction": { "parts": [{ "text": "be brief" }] },
+        "contents": [{ "role": "user", "parts": [{ "text": "hello there mock" }] }],
+        "generationConfig": { "maxOutputTokens": 1024 },
+    })
+}
+
 /// The payloads of the `data: ` events of an SSE body, in order.
 pub(crate) fn sse_data(body: &str) -> Vec<String> {
     body.split("\n\n")
@@ -125,4 +177,46 @@ pub(crate) fn sse_data(body: &str) -> Vec<String> {
                 .to_owned()
         })
         .collect()
+}
+
+/// The `(event, data)` pairs of an SSE body whose events all have an `event:` line.
+pub(crate) fn sse_events(body: &str) -> Vec<(String, Value)> {
+    body.split("\n\n")
+        .filter(|event| !event.is_empty())
+        .map(|event| {
+            let (name, data) = event
+                .strip_prefix("event: ")
+                .and_then(|rest| rest.split_once("\ndata: "))
+                .unwrap_or_else(|| panic!("not a named SSE event: {event:?}"));
+            let data = serde_json::from_str(data).unwrap_or_else(|e| panic!("{e}: {data}"));
+            (name.to_owned(), data)
+        })
+        .collect()
+}
+
+/// Reads a streamed reply to its end or until the connection breaks: the text received and
+/// whether it broke.
+pub(crate) async fn read_until_break(
+    handle: &MockHandle,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> (String, bool) {
+    use futures_util::StreamExt;
+    let mut request = client().post(url(handle, path)).body(body.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    let mut text = String::new();
+    let broke = loop {
+        match stream.next().await {
+            None => break false,
+            Some(Err(_)) => break true,
+            Some(Ok(bytes)) => text.push_str(std::str::from_utf8(&bytes).unwrap()),
+        }
+    };
+    (text, broke)
 }

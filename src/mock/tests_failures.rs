@@ -1,13 +1,19 @@
 //! HTTP tests of the failure modes: injected status with Retry-After, fail_rate (always,
-//! never, seeded), garbage bodies, latency, hang, die_after and shutdown.
+//! never, seeded), garbage bodies, latency, hang, die_after and shutdown; and that latency,
+//! hang, die_after and stalls apply to the Anthropic and Gemini endpoints alike (their error
+//! shapes and other stream faults are tested in `tests_anthropic` and `tests_gemini`).
 
 use std::time::Duration;
 
-use serde_json::json;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
 use tokio::time::{Instant, timeout};
 
 use super::Behavior;
-use super::test_util::{chat_body, post, post_raw, start, try_post_raw};
+use super::test_util::{
+    ANTHROPIC_HEADERS, chat_body, client, generate_body, messages_body, post, post_raw, post_with,
+    start, try_post_raw,
+};
 
 const CHAT: &str = "/v1/chat/completions";
 
@@ -223,4 +229,119 @@ async fn die_after_zero_drops_the_first_request() {
         .await
         .unwrap();
     assert_eq!(mock.stats().failed, 1);
+}
+
+type Headers = &'static [(&'static str, &'static str)];
+
+/// The chat endpoint of each dialect, with a valid body (streamed if `stream`) and the headers
+/// it needs.
+fn every_dialect(stream: bool) -> [(&'static str, Headers, Value); 3] {
+    let mut chat = chat_body("m");
+    let mut messages = messages_body("m");
+    chat["stream"] = json!(stream);
+    messages["stream"] = json!(stream);
+    let gemini = if stream {
+        "/v1beta/models/m:streamGenerateContent?alt=sse"
+    } else {
+        "/v1beta/models/m:generateContent"
+    };
+    [
+        (CHAT, &[], chat),
+        ("/v1/messages", ANTHROPIC_HEADERS, messages),
+        (gemini, &[], generate_body()),
+    ]
+}
+
+#[tokio::test(start_paused = true)]
+async fn latency_and_hang_apply_to_every_dialect() {
+    let mock = start(Behavior {
+        latency_ms: 1500,
+        ..Behavior::default()
+    })
+    .await;
+    for (path, headers, body) in every_dialect(false) {
+        let started = Instant::now();
+        assert_eq!(post_with(&mock, path, headers, &body).await.status, 200);
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(1500), "{path}: {took:?}");
+    }
+    mock.set_behavior(Behavior {
+        hang: true,
+        ..Behavior::default()
+    });
+    for (path, headers, body) in every_dialect(false) {
+        let mut request = client()
+            .post(format!("http://{}{path}", mock.addr()))
+            .body(body.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let waited = timeout(Duration::from_secs(3600), request.send()).await;
+        assert!(timed_out(&waited), "{path}: a hanging mock answered");
+    }
+    let s = mock.stats();
+    assert_eq!((s.requests, s.chat), (6, 6));
+}
+
+#[tokio::test]
+async fn die_after_counts_every_dialect() {
+    let mock = start(Behavior {
+        die_after: Some(2),
+        ..Behavior::default()
+    })
+    .await;
+    let [_, (messages, headers, body), (gemini, _, gemini_body)] = every_dialect(false);
+    assert_eq!(post_with(&mock, messages, headers, &body).await.status, 200);
+    assert_eq!(
+        post_with(&mock, gemini, &[], &gemini_body).await.status,
+        200
+    );
+    timeout(Duration::from_secs(10), mock.stopped())
+        .await
+        .unwrap();
+    let err = try_post_raw(&mock, gemini, &gemini_body.to_string())
+        .await
+        .unwrap_err();
+    assert!(err.is_connect(), "{err:?}");
+    assert_eq!(mock.stats().requests, 2);
+}
+
+#[tokio::test]
+async fn stalled_streams_of_every_dialect_break_when_the_mock_stops() {
+    for (path, headers, body) in every_dialect(true) {
+        let mock = start(Behavior {
+            stream_stall_after: Some(1),
+            ..Behavior::default()
+        })
+        .await;
+        let mut request = client()
+            .post(format!("http://{}{path}", mock.addr()))
+            .body(body.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let mut stream = response.bytes_stream();
+        let mut text = String::new();
+        let broke = loop {
+            match stream.next().await {
+                None => break false,
+                Some(Err(_)) => break true,
+                Some(Ok(bytes)) => text.push_str(std::str::from_utf8(&bytes).unwrap()),
+            }
+            // Silent after the first content chunk: stop the mock to end the wait.
+            if text.contains("mock reply 1") {
+                mock.shared.life.stop_hard();
+            }
+        };
+        assert!(broke, "{path}: {text}");
+        assert!(!text.contains(" 2"), "{path}: {text}");
+        let s = mock.stats();
+        assert_eq!(
+            (s.chunks_sent, s.failed, s.streams_completed),
+            (1, 1, 0),
+            "{path}"
+        );
+    }
 }

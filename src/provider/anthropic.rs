@@ -15,6 +15,7 @@
 //!
 //! Here: [`classify`], [`error_message`] and the one error type, [`TranslateError`].
 
+mod adapter;
 mod ingress;
 mod ingress_stream;
 mod request;
@@ -27,6 +28,7 @@ mod tests;
 use http::StatusCode;
 use serde_json::Value;
 
+pub use adapter::Anthropic;
 pub use ingress::{messages_to_openai, openai_to_messages_response};
 pub use ingress_stream::{MessagesStreamWriter, encode_sse};
 pub use request::to_messages_request;

@@ -17,6 +17,7 @@
 //! - here: [`path`], [`classify`], [`error_message`] and the one error type,
 //!   [`TranslateError`].
 
+mod adapter;
 mod config;
 mod embed;
 mod request;
@@ -25,6 +26,8 @@ mod stream;
 
 #[cfg(test)]
 mod tests_embed;
+#[cfg(test)]
+pub(crate) mod tests_proptest;
 #[cfg(test)]
 mod tests_request;
 #[cfg(test)]
@@ -37,6 +40,7 @@ mod tests_stream;
 use http::StatusCode;
 use serde_json::{Map, Value};
 
+pub use adapter::Gemini;
 pub use embed::{embed_path, from_embed_response, to_embed_request};
 pub use request::to_generate_request;
 pub use response::from_generate_response;

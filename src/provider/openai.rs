@@ -54,6 +54,7 @@ mod tests {
             id: "a".into(),
             model_ref: "openai:gpt-4o".into(),
             provider: "openai".into(),
+            api: crate::provider::Api::OpenAi,
             upstream_model: "gpt-4o".into(),
             endpoint: Endpoint::OpenAi {
                 base_url: "https://api.example.com/v1".into(),
@@ -70,6 +71,7 @@ mod tests {
             breaker: Default::default(),
             limits: crate::limit::LimitSpec::NONE,
             model_limits: crate::limit::LimitSpec::NONE,
+            caps: Default::default(),
         }
     }
 

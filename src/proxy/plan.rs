@@ -131,6 +131,8 @@ pub(crate) struct Walk {
     pub retry_limited: Option<Duration>,
     /// That limit's headroom, for the 429's `x-ratelimit-*` headers.
     pub headroom: Option<crate::limit::Headroom>,
+    /// Why a candidate could not serve this request at all (its model's capabilities).
+    pub unfit: Option<&'static str>,
 }
 
 impl Walk {

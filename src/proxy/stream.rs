@@ -21,12 +21,12 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::translate::UpBody;
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::reply::{self, Usage};
@@ -58,7 +58,7 @@ const MAX_HELD_EVENTS: usize = 32;
 )]
 pub(super) async fn start(
     status: StatusCode,
-    mut body: Incoming,
+    mut body: UpBody,
     guard: InFlight,
     snap: &Arc<Snapshot>,
     trace: &Trace,
@@ -138,7 +138,7 @@ async fn next(state: State) -> Option<(Result<Bytes, Infallible>, State)> {
 
 /// A committed stream: everything needed to account for it when it ends.
 struct Live {
-    body: Incoming,
+    body: UpBody,
     guard: InFlight,
     snap: Arc<Snapshot>,
     trace: Trace,
@@ -233,7 +233,7 @@ impl Drop for Live {
 }
 
 /// The next data frame of a body (trailers skipped).
-async fn next_data(body: &mut Incoming) -> Option<Result<Bytes, hyper::Error>> {
+async fn next_data(body: &mut UpBody) -> Option<Result<Bytes, hyper::Error>> {
     loop {
         match body.frame().await? {
             Ok(frame) => match frame.into_data() {
@@ -294,7 +294,7 @@ impl Limit {
 /// [`MAX_HELD_BYTES`] / [`MAX_HELD_EVENTS`] of events without content. Returns the bytes read
 /// so far (fed to `scan` too), or why this attempt failed before anything reached the client.
 async fn until_commit(
-    body: &mut Incoming,
+    body: &mut UpBody,
     limit: Limit,
     scan: &mut Scan,
 ) -> Result<Bytes, AttemptError> {

@@ -10,6 +10,8 @@ use super::{ADMIN, Loader, REGISTRY};
 use crate::config::{Endpoint, InstanceSpec, Price, Secret, raw};
 use crate::limit::LimitSpec;
 use crate::mock::Behavior;
+use crate::provider::Api;
+use crate::provider::presets::Wire;
 
 impl Loader<'_> {
     pub(super) fn provider(
@@ -32,18 +34,41 @@ impl Loader<'_> {
                 "a provider name cannot contain ':'",
             );
         }
-        let mock = match p.kind.as_str() {
-            "openai" | "openai_compatible" => false,
-            "mock" => true,
-            other => {
-                self.issue(
-                    file,
-                    "provider.type",
-                    format!("unknown provider type {other:?}; expected \"openai\" (any OpenAI-compatible server) or \"mock\""),
-                );
-                return;
-            }
+        let (mock, preset) = match p.kind.as_str() {
+            "mock" => (true, None),
+            other => match crate::provider::presets::find(other) {
+                Some(preset) => (false, Some(preset)),
+                None => {
+                    let known = crate::provider::presets::names();
+                    self.issue(
+                        file,
+                        "provider.type",
+                        format!("unknown provider type {other:?}; expected one of {known:?}"),
+                    );
+                    return;
+                }
+            },
         };
+        let api = match preset.map(|p| p.wire) {
+            None | Some(Wire::OpenAi) => Api::OpenAi,
+            Some(Wire::Anthropic) => Api::Anthropic,
+            Some(Wire::Gemini) => Api::Gemini,
+            Some(Wire::Azure) => Api::Azure {
+                api_version: (p.api_version.clone())
+                    .unwrap_or_else(|| crate::provider::AZURE_API_VERSION.to_owned()),
+            },
+        };
+        if p.api_version.is_some() && !matches!(api, Api::Azure { .. }) {
+            self.issue(
+                file,
+                "provider.api_version",
+                "only type = \"azure\" reads api_version",
+            );
+        }
+        let preset_url = preset.and_then(|p| p.base_url).map(str::to_owned);
+        let preset_key = (preset.and_then(|p| p.key_env))
+            .and_then(|var| (self.env)(var))
+            .filter(|k| !k.is_empty());
         if pf.models.is_empty() {
             self.issue(
                 file,
@@ -149,7 +174,7 @@ impl Loader<'_> {
                         );
                     }
                     let url = ri.base_url.as_ref().or(model.base_url.as_ref());
-                    let Some(url) = url.or(p.base_url.as_ref()) else {
+                    let Some(url) = url.or(p.base_url.as_ref()).or(preset_url.as_ref()) else {
                         self.issue(
                             file,
                             format!("{key}.base_url"),
@@ -261,6 +286,7 @@ impl Loader<'_> {
                     .or(model.api_key.as_ref())
                     .or(p.api_key.as_ref())
                     .filter(|k| !k.is_empty())
+                    .or(preset_key.as_ref())
                     .map(|k| Secret::new(k.clone()));
                 models
                     .entry(model_ref.clone())
@@ -270,6 +296,7 @@ impl Loader<'_> {
                     id,
                     model_ref: model_ref.clone(),
                     provider: name.to_owned(),
+                    api: api.clone(),
                     upstream_model: model
                         .upstream_model
                         .clone()
@@ -285,6 +312,15 @@ impl Loader<'_> {
                     breaker: Default::default(),
                     limits,
                     model_limits,
+                    caps: crate::config::Capabilities {
+                        context_window: model.context_window,
+                        tools: model.supports_tools.unwrap_or(true),
+                        vision: model.supports_vision.unwrap_or(true),
+                        streaming: model.supports_streaming.unwrap_or(true),
+                        chat: true,
+                        completions: matches!(api, Api::OpenAi | Api::Azure { .. }),
+                        embeddings: !matches!(api, Api::Anthropic),
+                    },
                 });
             }
         }
