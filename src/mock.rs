@@ -3,7 +3,7 @@
 //!
 //! Endpoints (see `routes`):
 //! - OpenAI: `POST /v1/chat/completions`, `POST /v1/completions`, `POST /v1/embeddings`,
-//!   `GET /v1/models`;
+//!   `GET /v1/models`, and Azure's `POST /openai/deployments/{d}/chat/completions` / `embeddings`;
 //! - Anthropic: `POST /v1/messages` (needs `anthropic-version`; `GET /v1/models` answers in
 //!   Anthropic's shape to a request with that header);
 //! - Gemini: `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent`

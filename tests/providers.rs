@@ -166,6 +166,12 @@ async fn anthropic_and_gemini_instances_are_spoken_to_natively_and_answer_in_ope
         "{reply}"
     );
     let sent = last(&c, &ant).await;
+    // The exact body Anthropic's API reference asks for.
+    assert_eq!(
+        sent["body"],
+        json!({"model": "claude-sonnet-4", "max_tokens": 4096, "stream": false, "system": "be brief",
+               "messages": [{"role": "user", "content": "hello there"}]})
+    );
     assert_eq!(sent["path"], "/v1/messages");
     assert_eq!(sent["headers"]["x-api-key"], "sk-ant-test");
     assert_eq!(sent["headers"]["anthropic-version"], "2023-06-01");
@@ -203,6 +209,11 @@ async fn anthropic_and_gemini_instances_are_spoken_to_natively_and_answer_in_ope
         "{reply}"
     );
     let sent = last(&c, &gem).await;
+    assert_eq!(
+        sent["body"],
+        json!({"contents": [{"role": "user", "parts": [{"text": "hello there"}]}],
+               "systemInstruction": {"parts": [{"text": "be brief"}]}})
+    );
     assert_eq!(
         sent["path"],
         "/v1beta/models/gemini-2.0-flash:generateContent"
@@ -432,4 +443,69 @@ async fn routing_passes_over_models_that_cannot_serve_a_request() {
     let message = e["error"]["message"].as_str().unwrap();
     assert!(message.contains("does not support tools"), "{message}");
     assert_eq!(common::requests_seen(&c, &small).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_deployments_and_gemini_embeddings_get_their_own_urls_and_auth() {
+    let (az, gem) = (mock("az", &[]), mock("gem", &[]));
+    let t = Tree::new();
+    t.file(
+        "_registry.toml",
+        "[providers]\naz = { file = \"providers/az.toml\" }\ngem = { file = \"providers/gem.toml\" }\n",
+    )
+    .file(
+        "providers/az.toml",
+        &format!(
+            "[provider]\ntype = \"azure\"\nbase_url = \"{}\"\napi_version = \"2025-01-01-preview\"\napi_key = \"az-key\"\n[models.gpt4o]\nupstream_model = \"prod-gpt4o\"\n[models.embed]\nupstream_model = \"prod-embed\"\n",
+            az.url
+        ),
+    )
+    .file(
+        "providers/gem.toml",
+        &format!(
+            "[provider]\ntype = \"gemini\"\nbase_url = \"{}/v1beta\"\napi_key = \"g-key\"\n[models.embed]\nupstream_model = \"text-embedding-004\"\n",
+            gem.url
+        ),
+    );
+    let gw = gateway(t.path());
+    let c = client();
+    let (status, _, reply) = send(&c, &gw, &common::chat_body("az:gpt4o")).await;
+    assert_eq!(status, 200, "{reply}");
+    let sent = last(&c, &az).await;
+    assert_eq!(
+        sent["path"],
+        "/openai/deployments/prod-gpt4o/chat/completions?api-version=2025-01-01-preview"
+    );
+    assert_eq!(sent["headers"]["api-key"], "az-key");
+    assert!(sent["headers"].get("authorization").is_none(), "{sent}");
+
+    for (model, upstream, path) in [
+        (
+            "az:embed",
+            &az,
+            "/openai/deployments/prod-embed/embeddings?api-version=2025-01-01-preview",
+        ),
+        (
+            "gem:embed",
+            &gem,
+            "/v1beta/models/text-embedding-004:batchEmbedContents",
+        ),
+    ] {
+        let r = (c.post(format!("{}/v1/embeddings", gw.url)))
+            .json(&json!({"model": model, "input": ["one", "two"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{model}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["object"], "list", "{v}");
+        assert_eq!(v["data"].as_array().map(Vec::len), Some(2), "{model}: {v}");
+        assert!(
+            v["data"][1]["embedding"]
+                .as_array()
+                .is_some_and(|e| !e.is_empty()),
+            "{v}"
+        );
+        assert_eq!(last(&c, upstream).await["path"], path);
+    }
 }

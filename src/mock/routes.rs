@@ -39,6 +39,15 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .route("/v1/messages", post(messages))
+        // Azure OpenAI's deployment URLs (`?api-version=` is recorded, not checked).
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(chat),
+        )
+        .route(
+            "/openai/deployments/{deployment}/embeddings",
+            post(embeddings),
+        )
         .route("/v1beta/models", get(gemini_models))
         .route("/v1beta/models/{*rest}", get(gemini_get).post(gemini_post))
         .route("/mock/stats", get(stats))
