@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod health;
 pub mod ingress;
 pub mod limit;
+pub mod metrics;
 pub mod mock;
 pub mod provider;
 pub mod proxy;

@@ -31,6 +31,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
         .route("/v1/messages", post(crate::ingress::messages))
+        .route("/metrics", get(metrics))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .route("/healthz", get(healthz))
@@ -289,6 +290,16 @@ pub(crate) async fn read_body(
 
 async fn models(State(gw): State<Arc<Gateway>>) -> Response {
     json(StatusCode::OK, gw.snapshot().models_json.clone())
+}
+
+/// `GET /metrics`: OpenMetrics text, open like `/healthz` (scrapers carry no token).
+async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    let mut response = Response::new(Body::from(crate::metrics::render(&gw)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    response
 }
 
 async fn healthz() -> Response {

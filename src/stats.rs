@@ -13,6 +13,7 @@
 //! - `ewma`: the decaying averages; `window`: the minute.
 
 mod ewma;
+mod histogram;
 mod window;
 
 use std::sync::OnceLock;
@@ -27,6 +28,7 @@ use crate::config::Price;
 use crate::health::{Gate, Track};
 use crate::provider::ErrorClass;
 pub use ewma::{Decay, Ewma, PeakEwma};
+pub use histogram::{Histogram, Reading as HistogramReading};
 pub use window::Minute;
 use window::{Sample, Window};
 
@@ -145,6 +147,9 @@ struct Cold {
     /// Spend in millionths of the price unit.
     cost_micros: AtomicU64,
     window: Window,
+    /// Every attempt's latency, and streams' time to first token (`/metrics`).
+    latency: Histogram,
+    ttft: Histogram,
     /// Ejection and circuit breaker: the truth behind [`GATED`]. Read after a pick, not
     /// during the scan, so it stays off the hot line.
     gate: Gate,
@@ -178,6 +183,8 @@ impl Live {
                 completion_tokens: AtomicU64::new(0),
                 cost_micros: AtomicU64::new(0),
                 window: Window::default(),
+                latency: Histogram::default(),
+                ttft: Histogram::default(),
                 gate,
                 health: Track::default(),
             }),
@@ -292,6 +299,10 @@ impl Live {
     pub fn record(&self, price: Price, a: &Attempt, now_ns: u64) {
         let cold = &*self.cold;
         cold.requests.fetch_add(1, Relaxed);
+        cold.latency.observe(a.latency);
+        if let Some(ttft) = a.ttft {
+            cold.ttft.observe(ttft);
+        }
         let latency = a.ttft.unwrap_or(a.latency).as_nanos() as f64;
         let mut tokens = 0;
         match a.outcome {
@@ -336,6 +347,16 @@ impl Live {
             },
             now_ns,
         );
+    }
+
+    /// The latency and time-to-first-token histograms.
+    pub fn histograms(&self) -> (HistogramReading, HistogramReading) {
+        (self.cold.latency.read(), self.cold.ttft.read())
+    }
+
+    /// Failures by class name (every class, zeros included).
+    pub fn failures_by_class(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        (CLASSES.iter().zip(&self.cold.failures)).map(|(c, n)| (c.as_str(), n.load(Relaxed)))
     }
 
     /// Everything, for the admin API.

@@ -1,0 +1,128 @@
+//! End to end: `/metrics` after scripted traffic through the real binary; every counter and
+//! histogram count is checked against what was sent and what the upstreams saw.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod common;
+
+use common::{Tree, chat_body, client, gateway, mock, requests_seen};
+use serde_json::Value;
+
+/// The value of the sample of `name` whose labels include every `labels` pair.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found: Vec<&str> = (text.lines())
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "{name} {labels:?}: {found:?}\n{text}");
+    found[0].rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_what_was_sent() {
+    let (ok, bad) = (mock("ok", &[]), mock("bad", &["--status", "500"]));
+    let t = Tree::new();
+    t.file(
+        "_registry.toml",
+        "[providers]\nup = { file = \"providers/up.toml\" }\n[task_groups]\ng = { file = \"task-groups/g.toml\" }\nb = { file = \"task-groups/b.toml\" }\n",
+    )
+    .file(
+        "providers/up.toml",
+        &format!(
+            "[provider]\ntype = \"openai\"\n[models.m]\nbase_url = \"{}/v1\"\n[models.dead]\nbase_url = \"{}/v1\"\n",
+            ok.url, bad.url
+        ),
+    )
+    .file("task-groups/g.toml", "[task_group]\n[task_group.echelons.e1]\nmodels = [\"up:m\"]\n")
+    .file("task-groups/b.toml", "[task_group]\n[task_group.echelons.e1]\nmodels = [\"up:dead\"]\n");
+    let gw = gateway(t.path());
+    let c = client();
+    let chat = |body: Value| {
+        let c = c.clone();
+        let url = format!("{}/v1/chat/completions", gw.url);
+        async move { c.post(url).json(&body).send().await.unwrap() }
+    };
+    let (mut prompt, mut completion) = (0, 0);
+    for _ in 0..5 {
+        let r = chat(chat_body("g")).await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        prompt += v["usage"]["prompt_tokens"].as_u64().unwrap();
+        completion += v["usage"]["completion_tokens"].as_u64().unwrap();
+    }
+    let mut streamed = chat_body("g");
+    streamed["stream"] = serde_json::json!(true);
+    let text = chat(streamed).await.text().await.unwrap();
+    assert!(text.contains("[DONE]"));
+    for _ in 0..2 {
+        assert_eq!(chat(chat_body("b")).await.status(), 502);
+    }
+
+    let r = c.get(format!("{}/metrics", gw.url)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+    let m = r.text().await.unwrap();
+    assert!(
+        m.trim_end().ends_with("# EOF"),
+        "OpenMetrics ends with # EOF"
+    );
+
+    let ok_id = [("instance", "up:m")];
+    assert_eq!(
+        sample(&m, "switchyard_instance_requests_total", &ok_id),
+        6.0
+    );
+    assert_eq!(
+        sample(&m, "switchyard_instance_successes_total", &ok_id),
+        6.0
+    );
+    assert_eq!(requests_seen(&c, &ok).await, 6);
+    let bad_attempts = requests_seen(&c, &bad).await as f64;
+    assert!(bad_attempts >= 2.0);
+    let dead = [("instance", "up:dead"), ("class", "server")];
+    assert_eq!(
+        sample(&m, "switchyard_instance_failures_total", &dead),
+        bad_attempts
+    );
+    let prompt_k = [("instance", "up:m"), ("kind", "prompt")];
+    let completion_k = [("instance", "up:m"), ("kind", "completion")];
+    // The stream reported no usage (the client did not ask for it): only the five replies.
+    assert_eq!(
+        sample(&m, "switchyard_instance_tokens_total", &prompt_k),
+        prompt as f64
+    );
+    assert_eq!(
+        sample(&m, "switchyard_instance_tokens_total", &completion_k),
+        completion as f64
+    );
+
+    // Histograms: one observation per attempt, streams' TTFT once.
+    assert_eq!(
+        sample(&m, "switchyard_instance_latency_seconds_count", &ok_id),
+        6.0
+    );
+    let inf = [("instance", "up:m"), ("le", "+Inf")];
+    assert_eq!(
+        sample(&m, "switchyard_instance_latency_seconds_bucket", &inf),
+        6.0
+    );
+    assert_eq!(
+        sample(&m, "switchyard_instance_ttft_seconds_count", &ok_id),
+        1.0
+    );
+
+    let served = [("route", "g"), ("step", "primary")];
+    assert_eq!(sample(&m, "switchyard_route_served_total", &served), 6.0);
+    assert_eq!(
+        sample(&m, "switchyard_route_failed_total", &[("route", "b")]),
+        2.0
+    );
+    let healthy = [("instance", "up:m"), ("state", "healthy")];
+    assert_eq!(sample(&m, "switchyard_instance_state", &healthy), 1.0);
+    assert_eq!(sample(&m, "switchyard_config_version", &[]), 1.0);
+    assert_eq!(sample(&m, "switchyard_instance_in_flight", &ok_id), 0.0);
+}
