@@ -33,8 +33,10 @@ pub async fn messages(State(gw): State<Arc<Gateway>>, req: Request) -> Response 
     let snap = gw.snapshot();
     let limit = snap.config.max_body_bytes;
     let (parts, body) = req.into_parts();
+    let rid = crate::request::request_id(&parts.headers);
     let result = async {
-        let options = RequestOptions::from_headers(&parts.headers, snap.clients.enabled())?;
+        let mut options = RequestOptions::from_headers(&parts.headers, snap.clients.enabled())?;
+        options.request_id = Arc::clone(&rid);
         let body = crate::server::read_body(&parts.headers, body, limit).await?;
         let anthropic: Value = serde_json::from_slice(&body)
             .map_err(|e| Error::BadRequest(format!("request body is not valid JSON: {e}")))?;
@@ -49,13 +51,19 @@ pub async fn messages(State(gw): State<Arc<Gateway>>, req: Request) -> Response 
         Ok::<_, Error>((response, stream, model))
     }
     .await;
-    match result {
+    let mut response = match result {
         Err(e) => anthropic_error(e.status(), &e.to_string()),
         Ok((response, true, model)) if response.status() == StatusCode::OK => {
             stream_back(response, model)
         }
         Ok((response, _, _)) => reply_back(response).await,
+    };
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        response
+            .headers_mut()
+            .insert(crate::server::REQUEST_ID_HEADER, v);
     }
+    response
 }
 
 /// A whole OpenAI reply (or error) → a Messages reply (or Anthropic error).

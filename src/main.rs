@@ -26,18 +26,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "An OpenAI-compatible LLM gateway"
 )]
 struct Cli {
-    /// Log format on stderr.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        default_value = "text",
-        env = "SWITCHYARD_LOG_FORMAT"
-    )]
-    log_format: LogFormat,
-    /// Log level or filter (`info`, `debug`, `switchyard=debug`); RUST_LOG overrides it.
-    #[arg(long, global = true, default_value = "info", env = "SWITCHYARD_LOG")]
-    log_level: String,
+    /// Log format on stderr [default: `[global.logging] format`, else text].
+    #[arg(long, global = true, value_enum, env = "SWITCHYARD_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Log level or filter (`info`, `debug`, `switchyard=debug`); RUST_LOG overrides it
+    /// [default: `[global.logging] level`, else info].
+    #[arg(long, global = true, env = "SWITCHYARD_LOG")]
+    log_level: Option<String>,
     /// Threads serving requests, each with its own runtime and listener (default: one per CPU).
     #[arg(long, global = true, env = "SWITCHYARD_WORKERS")]
     workers: Option<usize>,
@@ -80,7 +75,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _log_guard = telemetry::init(cli.log_format, &cli.log_level);
+    let log = Log {
+        format: cli.log_format,
+        level: cli.log_level.clone(),
+    };
     // The main runtime runs `mock`, `validate`, signals and the in-process mocks; `serve`
     // handles requests on its own worker threads (`server::serve_workers`).
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -94,10 +92,51 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cli.command, cli.workers))
+    runtime.block_on(run(cli.command, cli.workers, log))
 }
 
-async fn run(command: Command, workers: Option<usize>) -> ExitCode {
+/// The log settings given on the command line (or by environment variable); `serve` fills in
+/// the rest from `[global.logging]`.
+struct Log {
+    format: Option<LogFormat>,
+    level: Option<String>,
+}
+
+impl Log {
+    fn init(&self, config: Option<&Config>) -> telemetry::FlushGuard {
+        let spec = config.map(|c| &c.telemetry);
+        let json = spec.and_then(|t| t.log_json);
+        let format = (self.format)
+            .or(json.map(|j| if j { LogFormat::Json } else { LogFormat::Text }))
+            .unwrap_or(LogFormat::Text);
+        let level = (self.level.as_deref())
+            .or(spec.and_then(|t| t.log_level))
+            .unwrap_or("info");
+        telemetry::init(format, level)
+    }
+}
+
+async fn run(command: Command, workers: Option<usize>, log: Log) -> ExitCode {
+    if !matches!(command, Command::Serve { .. }) {
+        let guard = log.init(None);
+        let code = run_other(command).await;
+        drop(guard);
+        return code;
+    }
+    let Command::Serve {
+        config,
+        listen,
+        drain_seconds,
+        state_dir,
+    } = command
+    else {
+        return ExitCode::FAILURE;
+    };
+    let drain = Duration::from_secs(drain_seconds);
+    serve(config, listen, workers, drain, state_dir, log).await
+}
+
+async fn run_other(command: Command) -> ExitCode {
     match command {
         Command::Validate {
             config,
@@ -111,15 +150,7 @@ async fn run(command: Command, workers: Option<usize>) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Serve {
-            config,
-            listen,
-            drain_seconds,
-            state_dir,
-        } => {
-            let drain = Duration::from_secs(drain_seconds);
-            serve(config, listen, workers, drain, state_dir).await
-        }
+        Command::Serve { .. } => ExitCode::FAILURE,
     }
 }
 
@@ -129,6 +160,7 @@ async fn serve(
     workers: Option<usize>,
     drain: Duration,
     state_dir: Option<PathBuf>,
+    log: Log,
 ) -> ExitCode {
     let source: Box<dyn Source> = match &dir {
         Some(dir) => Box::new(DirSource(dir.clone())),
@@ -140,7 +172,10 @@ async fn serve(
     });
     // Captured: runtime changes rebuild from the files as they were read now.
     let source = CapturedSource::new(source);
-    let (config, source, failure) = match Config::load(&source) {
+    let loaded = Config::load(&source);
+    // Logging starts with the config's [global.logging] when the files load.
+    let _log_guard = log.init(loaded.as_ref().ok());
+    let (config, source, failure) = match loaded {
         Ok(config) => (config, source, None),
         Err(e) => match boot_from_last_good(last_good.as_ref(), dir.as_deref()) {
             Some((config, snapshot, saved_at)) => {

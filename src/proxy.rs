@@ -28,6 +28,9 @@ use crate::snapshot::Snapshot;
 use crate::stats::{Attempt, Outcome, clock_ms, clock_ns};
 use crate::upstream::{AttemptError, Instance, Upstream};
 
+/// With `enable_response_logging`, at most this much of a reply is logged.
+const RESPONSE_LOG_BYTES: usize = 2048;
+
 /// Largest non-streamed upstream reply accepted (64 MiB: far above any chat or embedding reply).
 const MAX_REPLY_BYTES: usize = 64 << 20;
 
@@ -116,6 +119,8 @@ async fn walk(
         Arc::clone(&plan.name),
         plan.header.clone(),
         req.options.trace,
+        Arc::clone(&req.options.request_id),
+        snap.config.telemetry.log_requests,
     );
     let mut walk = plan::Walk::default();
     let limit = plan.max_attempts.unwrap_or(u32::MAX);
@@ -338,6 +343,7 @@ async fn try_instance(
                 snap.health.cool_down(instance, rest, now);
             }
             tracing::warn!(
+                request_id = %trace.request_id,
                 route = %trace.route,
                 tier = %tier.label,
                 instance = %instance.spec.id,
@@ -443,6 +449,15 @@ async fn attempt(
         Ok(Some(openai)) => openai,
         Err((class, detail)) => return Err(AttemptError::new(class, detail)),
     };
+    if snap.config.telemetry.log_responses {
+        tracing::info!(
+            target: "switchyard::response",
+            request_id = &*trace.request_id,
+            instance = instance.spec.id.as_str(),
+            body = %String::from_utf8_lossy(&body[..body.len().min(RESPONSE_LOG_BYTES)]),
+            "response"
+        );
+    }
     let content_type = if instance.spec.api.is_native() {
         None
     } else {
@@ -544,9 +559,13 @@ pub(crate) fn log_done(
     ttft: Option<std::time::Duration>,
     outcome: &str,
 ) {
+    if !trace.log_requests {
+        return;
+    }
     let usage = usage.unwrap_or_default();
     tracing::info!(
         target: "switchyard::access",
+        request_id = &*trace.request_id,
         route = &*trace.route,
         instance = instance.spec.id.as_str(),
         attempts = trace.attempts,
@@ -653,6 +672,7 @@ fn final_error(snap: &Snapshot, plan: &plan::Plan<'_>, trace: &Trace, walk: plan
     };
     tracing::warn!(
         target: "switchyard::access",
+        request_id = %trace.request_id,
         route = %trace.route,
         instance = %instance.spec.id,
         attempts = trace.attempts,

@@ -3,6 +3,7 @@
 //! (tools, response_format, seed and any field we have never heard of).
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
@@ -31,6 +32,21 @@ pub struct RequestOptions {
     /// Who is calling, for per-client limits: `x-switchyard-client`, else a hash of the
     /// client's bearer key (`key-…`; the key itself is never kept).
     pub client: Option<String>,
+    /// `x-request-id` as the client sent it (visible ASCII, at most 128 bytes), else a fresh
+    /// random one ([`request_id`], set by the HTTP edge): in every log line of the request and
+    /// in its response.
+    pub request_id: Arc<str>,
+}
+
+/// The client's `x-request-id` if it is usable, else a new one (16 hex digits).
+pub fn request_id(headers: &http::HeaderMap) -> Arc<str> {
+    let given = (headers.get("x-request-id"))
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()));
+    match given {
+        Some(id) => Arc::from(id),
+        None => Arc::from(format!("{:016x}", fastrand::u64(..))),
+    }
 }
 
 impl RequestOptions {

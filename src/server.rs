@@ -166,9 +166,11 @@ async fn embeddings(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
 async fn handle(gw: Arc<Gateway>, op: Operation, req: Request) -> Response {
     let snap = gw.snapshot();
     let limit = snap.config.max_body_bytes;
+    let (parts, body) = req.into_parts();
+    let rid = crate::request::request_id(&parts.headers);
     let result = async {
-        let (parts, body) = req.into_parts();
-        let options = RequestOptions::from_headers(&parts.headers, snap.clients.enabled())?;
+        let mut options = RequestOptions::from_headers(&parts.headers, snap.clients.enabled())?;
+        options.request_id = Arc::clone(&rid);
         let body = read_body(&parts.headers, body, limit).await?;
         let mut request = ClientRequest::parse(op, body)?;
         request.options = options;
@@ -180,7 +182,7 @@ async fn handle(gw: Arc<Gateway>, op: Operation, req: Request) -> Response {
                 let key = cache.key(op, client, &parts.headers, request.body());
                 if mode == cache::Mode::Normal {
                     if let Some(hit) = cache.get(&key, clock_ms()) {
-                        return Ok(cache_hit(&hit, &request.model));
+                        return Ok(cache_hit(&hit, &request.model, &rid));
                     }
                 }
                 (mode != cache::Mode::Bypass)
@@ -197,21 +199,28 @@ async fn handle(gw: Arc<Gateway>, op: Operation, req: Request) -> Response {
         }
     }
     .await;
-    match result {
+    let mut response = match result {
         Ok(response) => response,
         Err(e) => {
             if !matches!(e, Error::Upstream { .. }) {
-                tracing::info!(target: "switchyard::access", op = op.as_str(), status = e.status().as_u16(), error = %e, "request rejected");
+                tracing::info!(target: "switchyard::access", request_id = &*rid, op = op.as_str(), status = e.status().as_u16(), error = %e, "request rejected");
             }
             e.into_response()
         }
+    };
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
+    response
 }
+
+pub(crate) const REQUEST_ID_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-request-id");
 
 const CACHE_HEADER: http::HeaderName = http::HeaderName::from_static("x-switchyard-cache");
 
 /// A reply from the response cache: no upstream call, `x-switchyard-attempts: 0`.
-fn cache_hit(hit: &cache::Entry, model: &str) -> Response {
+fn cache_hit(hit: &cache::Entry, model: &str, request_id: &str) -> Response {
     let mut response = Response::new(Body::from(hit.body.clone()));
     let headers = response.headers_mut();
     let json = HeaderValue::from_static("application/json");
@@ -229,7 +238,7 @@ fn cache_hit(hit: &cache::Entry, model: &str) -> Response {
     }
     headers.insert("x-switchyard-attempts", HeaderValue::from(0));
     headers.insert(CACHE_HEADER, HeaderValue::from_static("hit"));
-    tracing::info!(target: "switchyard::access", route = model, status = 200, outcome = "cache_hit", "request");
+    tracing::info!(target: "switchyard::access", request_id, route = model, status = 200, outcome = "cache_hit", "request");
     response
 }
 

@@ -217,3 +217,67 @@ async fn a_restart_on_a_broken_tree_serves_the_last_good_snapshot_until_the_file
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown model \"up:nope\""), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_reach_responses_and_logs_and_logging_follows_the_config() {
+    let up = mock("up", &[]);
+    let c = client();
+    let t = Tree::new();
+    tree(&t, &up, "", "up:m");
+    let gw = common::gateway(t.path());
+    let r = (c.post(format!("{}/v1/chat/completions", gw.url)))
+        .header("x-request-id", "req-abc-123")
+        .json(&chat_body("g"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "req-abc-123");
+    let log = gw.wait_for_log("request_id=req-abc-123");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("request_id=req-abc-123") && l.contains("status=200")),
+        "{log}"
+    );
+    // Without one (and on errors too) a fresh id.
+    let r = (c.post(format!("{}/v1/chat/completions", gw.url)))
+        .json(&chat_body("nowhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(
+        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    gw.wait_for_log(&format!("request_id={id}"));
+    drop(gw);
+
+    // [global.logging]: JSON lines, no access line, the response body logged.
+    let t = Tree::new();
+    let logging = "[global.logging]\nformat = \"json\"\nenable_request_logging = false\nenable_response_logging = true";
+    tree(&t, &up, logging, "up:m");
+    let gw = common::gateway(t.path());
+    let r = (c.post(format!("{}/v1/chat/completions", gw.url)))
+        .header("x-request-id", "req-json-1")
+        .json(&chat_body("g"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let log = gw.wait_for_log("req-json-1");
+    let lines: Vec<Value> = (log.lines())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let mine: Vec<&Value> = lines
+        .iter()
+        .filter(|v| v["request_id"] == "req-json-1")
+        .collect();
+    assert_eq!(mine.len(), 1, "only the response line: {mine:?}");
+    assert_eq!(mine[0]["message"], "response");
+    assert!(
+        mine[0]["body"].as_str().unwrap().contains("mock reply"),
+        "{}",
+        mine[0]
+    );
+}

@@ -176,6 +176,7 @@ impl Live {
             End::ClientClosed => (self.scan.usage.outcome(), "client_closed"),
             End::Failed(e) => {
                 tracing::warn!(
+                    request_id = %self.trace.request_id,
                     route = %self.trace.route,
                     instance = %instance.spec.id,
                     class = e.class.as_str(),

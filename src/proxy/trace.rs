@@ -46,11 +46,23 @@ pub(crate) struct Trace {
     /// Attempts always; skipped candidates when `verbose`.
     pub entries: Vec<Entry>,
     pub verbose: bool,
+    /// The request's id, in its log lines.
+    pub request_id: Arc<str>,
+    /// `[global.logging] enable_request_logging`: write the access line.
+    pub log_requests: bool,
 }
 
 impl Trace {
-    pub fn new(route: Arc<str>, route_header: Option<HeaderValue>, verbose: bool) -> Self {
+    pub fn new(
+        route: Arc<str>,
+        route_header: Option<HeaderValue>,
+        verbose: bool,
+        request_id: Arc<str>,
+        log_requests: bool,
+    ) -> Self {
         Self {
+            request_id,
+            log_requests,
             route,
             route_header,
             started: Instant::now(),
@@ -73,6 +85,8 @@ impl Trace {
             skipped: Vec::new(),
             entries: Vec::new(),
             verbose: false,
+            request_id: Arc::clone(&self.request_id),
+            log_requests: self.log_requests,
         }
     }
 
