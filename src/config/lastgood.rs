@@ -75,6 +75,12 @@ impl LastGood {
             std::fs::write(&target, text)?;
             written.push(path);
         }
+        // The files may hold keys written in clear: only this user may read the copy.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700))?;
+        }
         let manifest = serde_json::json!({
             "origin": source.describe(),
             "fingerprint": source.fingerprint(),
@@ -131,6 +137,15 @@ mod tests {
         Config::load(&captured).expect("valid");
         lg.save(&captured).expect("saved");
         let stored = std::fs::read_to_string(lg.dir().join("providers/m.toml")).expect("file");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(lg.dir())
+                .expect("dir")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+        }
         assert!(stored.contains("${KEY:x}"), "kept as written: {stored}");
 
         let (reopened, saved_at) = lg

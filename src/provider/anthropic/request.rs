@@ -124,16 +124,17 @@ enum Content {
 }
 
 impl Content {
+    /// Empty, or only whitespace: Anthropic rejects text blocks without non-whitespace text.
     fn is_empty(&self) -> bool {
         match self {
-            Self::Text(text) => text.is_empty(),
+            Self::Text(text) => text.trim().is_empty(),
             Self::Blocks(blocks) => blocks.is_empty(),
         }
     }
 
     fn into_blocks(self) -> Vec<Value> {
         match self {
-            Self::Text(text) if text.is_empty() => Vec::new(),
+            Self::Text(text) if text.trim().is_empty() => Vec::new(),
             Self::Text(text) => vec![json!({ "type": "text", "text": text })],
             Self::Blocks(blocks) => blocks,
         }
@@ -265,7 +266,7 @@ fn conversation(messages: &[Value]) -> Result<(Option<String>, Vec<Value>), Tran
         Some(_) => {}
     }
 
-    system.retain(|text| !text.is_empty());
+    system.retain(|text| !text.trim().is_empty());
     let system = (!system.is_empty()).then(|| system.join("\n\n"));
     let messages = turns
         .into_iter()

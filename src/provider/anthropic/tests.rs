@@ -10,6 +10,7 @@
 
 mod ingress;
 mod ingress_stream;
+mod proptest_roundtrip;
 mod request;
 mod request_parts;
 mod response;

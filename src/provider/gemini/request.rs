@@ -33,6 +33,21 @@ pub fn to_generate_request(openai_chat: &Value) -> Result<Value> {
         ));
     }
 
+    // Gemini wants a function call right after a user turn: a history that opens with the
+    // model's turn (cut, or after system messages only) gets a placeholder user turn first.
+    if conversation
+        .contents
+        .first()
+        .is_some_and(|t| t.role == "model")
+    {
+        conversation.contents.insert(
+            0,
+            Turn {
+                role: "user",
+                parts: vec![json!({ "text": LEADING_USER_PLACEHOLDER })],
+            },
+        );
+    }
     let mut out = Map::new();
     let contents: Vec<Value> = conversation
         .contents
@@ -72,6 +87,10 @@ struct Turn {
     role: &'static str,
     parts: Vec<Value>,
 }
+
+/// The user turn put before a conversation that opens with the model's (as the Anthropic
+/// translator does).
+pub(crate) const LEADING_USER_PLACEHOLDER: &str = ".";
 
 #[derive(Default)]
 struct Conversation {

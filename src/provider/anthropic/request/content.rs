@@ -40,7 +40,8 @@ pub(super) fn parts(content: &Value, i: usize, of: PartsOf) -> Result<Content, T
     }
 }
 
-/// One OpenAI content part as an Anthropic block; `None` for an empty text.
+/// One OpenAI content part as an Anthropic block; `None` for an empty or whitespace-only text
+/// (Anthropic refuses those).
 fn block(part: &Value, of: PartsOf) -> Result<Option<Value>, String> {
     let kind = part
         .get("type")
@@ -52,7 +53,7 @@ fn block(part: &Value, of: PartsOf) -> Result<Option<Value>, String> {
                 .get(kind)
                 .and_then(Value::as_str)
                 .ok_or_else(|| format!("{kind} part without a string {kind:?}"))?;
-            if text.is_empty() {
+            if text.trim().is_empty() {
                 return Ok(None);
             }
             json!({ "type": "text", "text": text })
