@@ -303,6 +303,11 @@ async fn models(State(gw): State<Arc<Gateway>>) -> Response {
 
 /// `GET /metrics`: OpenMetrics text, open like `/healthz` (scrapers carry no token).
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    if !gw.snapshot().config.telemetry.metrics {
+        let path = "/metrics (off: [global] enable_metrics = false)".to_owned();
+        let method = "GET".to_owned();
+        return Error::NotFound { method, path }.into_response();
+    }
     let mut response = Response::new(Body::from(crate::metrics::render(&gw)));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -126,3 +126,27 @@ async fn metrics_count_what_was_sent() {
     assert_eq!(sample(&m, "switchyard_config_version", &[]), 1.0);
     assert_eq!(sample(&m, "switchyard_instance_in_flight", &ok_id), 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_metrics_false_turns_the_endpoint_off() {
+    let up = mock("up", &[]);
+    let t = Tree::new();
+    t.file(
+        "_registry.toml",
+        "[global]\nenable_metrics = false\n[providers]\nup = { file = \"providers/up.toml\" }\n",
+    )
+    .file(
+        "providers/up.toml",
+        &format!(
+            "[provider]\ntype = \"openai\"\nbase_url = \"{}/v1\"\n[models.m]\n",
+            up.url
+        ),
+    );
+    let gw = gateway(t.path());
+    let r = client()
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
