@@ -11,6 +11,8 @@
 //!   `provider`;
 //! - `switchyard_route_served{route, step}` (which kind of plan step served it) and
 //!   `switchyard_route_failed{route}`;
+//! - `switchyard_limit_admitted{level, limiter}`, `switchyard_limit_refused{level, limiter}`
+//!   (levels `group`, `tier`, `model`, `instance`, `client`);
 //! - `switchyard_config_version`, `switchyard_config_reloads{outcome}`;
 //! - `switchyard_cache_hits`, `_misses`, `_entries` when `[global.cache]` is on.
 
@@ -227,6 +229,30 @@ impl Collector for Scrape {
                 )
             }),
         )?;
+        let views = limiter_views(snap);
+        for (name, help, pick) in [
+            (
+                "switchyard_limit_admitted",
+                "Requests a limiter let through",
+                (|v: &crate::limit::LimitsView| v.admitted) as fn(&crate::limit::LimitsView) -> u64,
+            ),
+            (
+                "switchyard_limit_refused",
+                "Requests a limiter turned away",
+                |v| v.refused,
+            ),
+        ] {
+            family(
+                &mut encoder,
+                name,
+                help,
+                counter,
+                views.iter().map(|(level, v)| {
+                    let labels = vec![("level", (*level).to_owned()), ("limiter", v.name.clone())];
+                    (labels, ConstCounter::new(pick(v)))
+                }),
+            )?;
+        }
         let version = i64::try_from(self.status.version).unwrap_or(i64::MAX);
         family(
             &mut encoder,
@@ -279,4 +305,37 @@ impl Collector for Scrape {
         }
         Ok(())
     }
+}
+
+/// Every limiter once, with its level (`group`, `tier`, `model`, `instance`, `client`).
+fn limiter_views(snap: &Snapshot) -> Vec<(&'static str, crate::limit::LimitsView)> {
+    let now_ms = crate::stats::clock_ms();
+    let mut out: Vec<(&'static str, crate::limit::LimitsView)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut add = |level: &'static str, l: &crate::limit::Limits| {
+        let v = l.view(now_ms);
+        if seen.insert((level, v.name.clone())) {
+            out.push((level, v));
+        }
+    };
+    for t in snap.routes.tiers() {
+        if let Some(l) = &t.group_limits {
+            add("group", l);
+        }
+        if let Some(l) = &t.limits {
+            add("tier", l);
+        }
+    }
+    for i in &snap.instances {
+        if let Some(l) = &i.model_limits {
+            add("model", l);
+        }
+        if let Some(l) = &i.limits {
+            add("instance", l);
+        }
+    }
+    for l in snap.clients.all().iter() {
+        add("client", l);
+    }
+    out
 }

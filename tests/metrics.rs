@@ -23,21 +23,26 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_what_was_sent() {
-    let (ok, bad) = (mock("ok", &[]), mock("bad", &["--status", "500"]));
+    let (ok, bad, lim) = (
+        mock("ok", &[]),
+        mock("bad", &["--status", "500"]),
+        mock("lim", &[]),
+    );
     let t = Tree::new();
     t.file(
         "_registry.toml",
-        "[providers]\nup = { file = \"providers/up.toml\" }\n[task_groups]\ng = { file = \"task-groups/g.toml\" }\nb = { file = \"task-groups/b.toml\" }\n",
+        "[providers]\nup = { file = \"providers/up.toml\" }\n[task_groups]\ng = { file = \"task-groups/g.toml\" }\nb = { file = \"task-groups/b.toml\" }\nl = { file = \"task-groups/l.toml\" }\n",
     )
     .file(
         "providers/up.toml",
         &format!(
-            "[provider]\ntype = \"openai\"\n[models.m]\nbase_url = \"{}/v1\"\n[models.dead]\nbase_url = \"{}/v1\"\n",
-            ok.url, bad.url
+            "[provider]\ntype = \"openai\"\n[models.m]\nbase_url = \"{}/v1\"\n[models.dead]\nbase_url = \"{}/v1\"\n[models.lim]\nbase_url = \"{}/v1\"\nrpm_limit = 3\n",
+            ok.url, bad.url, lim.url
         ),
     )
     .file("task-groups/g.toml", "[task_group]\n[task_group.echelons.e1]\nmodels = [\"up:m\"]\n")
-    .file("task-groups/b.toml", "[task_group]\n[task_group.echelons.e1]\nmodels = [\"up:dead\"]\n");
+    .file("task-groups/b.toml", "[task_group]\n[task_group.echelons.e1]\nmodels = [\"up:dead\"]\n")
+    .file("task-groups/l.toml", "[task_group]\n[task_group.echelons.e1]\nmodels = [\"up:lim\"]\n");
     let gw = gateway(t.path());
     let c = client();
     let chat = |body: Value| {
@@ -60,6 +65,13 @@ async fn metrics_count_what_was_sent() {
     for _ in 0..2 {
         assert_eq!(chat(chat_body("b")).await.status(), 502);
     }
+
+    // Three requests a minute: two of five are refused by the instance's limiter.
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(chat(chat_body("l")).await.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
 
     let r = c.get(format!("{}/metrics", gw.url)).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -125,6 +137,9 @@ async fn metrics_count_what_was_sent() {
     assert_eq!(sample(&m, "switchyard_instance_state", &healthy), 1.0);
     assert_eq!(sample(&m, "switchyard_config_version", &[]), 1.0);
     assert_eq!(sample(&m, "switchyard_instance_in_flight", &ok_id), 0.0);
+    let lim = [("level", "instance"), ("limiter", "instance up:lim")];
+    assert_eq!(sample(&m, "switchyard_limit_admitted_total", &lim), 3.0);
+    assert_eq!(sample(&m, "switchyard_limit_refused_total", &lim), 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
