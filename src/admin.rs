@@ -364,6 +364,7 @@ async fn fallbacks(State(gw): State<Arc<Gateway>>) -> Response {
                 "plan": plan,
                 "served_by": served.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
                 "failed": failed,
+                "spend": r.stats.spend(),
             })
         })
         .collect();

@@ -10,7 +10,8 @@
 //!   `_latency_seconds` and `_ttft_seconds` histograms — labelled `instance`, `model`,
 //!   `provider`;
 //! - `switchyard_route_served{route, step}` (which kind of plan step served it) and
-//!   `switchyard_route_failed{route}`;
+//!   `switchyard_route_failed{route}`, `switchyard_route_tokens{route, kind}`,
+//!   `switchyard_route_cost{route}`;
 //! - `switchyard_limit_admitted{level, limiter}`, `switchyard_limit_refused{level, limiter}`
 //!   (levels `group`, `tier`, `model`, `instance`, `client`);
 //! - `switchyard_config_version`, `switchyard_config_reloads{outcome}`;
@@ -227,6 +228,33 @@ impl Collector for Scrape {
                     vec![("route", r.name.to_string())],
                     ConstCounter::new(failed),
                 )
+            }),
+        )?;
+        family(
+            &mut encoder,
+            "switchyard_route_tokens",
+            "Tokens of the requests a routing name served, by kind",
+            counter,
+            (snap.routes.iter()).flat_map(|r| {
+                let s = r.stats.spend();
+                [
+                    ("prompt", s.prompt_tokens),
+                    ("completion", s.completion_tokens),
+                ]
+                .map(|(k, n)| {
+                    let labels = vec![("route", r.name.to_string()), ("kind", k.to_owned())];
+                    (labels, ConstCounter::new(n))
+                })
+            }),
+        )?;
+        family(
+            &mut encoder,
+            "switchyard_route_cost",
+            "Spend of the requests a routing name served, at the configured prices",
+            counter,
+            (snap.routes.iter()).map(|r| {
+                let labels = vec![("route", r.name.to_string())];
+                (labels, ConstCounter::new(r.stats.spend().cost))
             }),
         )?;
         let views = limiter_views(snap);

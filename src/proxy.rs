@@ -121,6 +121,7 @@ async fn walk(
         req.options.trace,
         Arc::clone(&req.options.request_id),
         snap.config.telemetry.log_requests,
+        plan.stats.cloned(),
     );
     let mut walk = plan::Walk::default();
     let limit = plan.max_attempts.unwrap_or(u32::MAX);
@@ -559,10 +560,14 @@ pub(crate) fn log_done(
     ttft: Option<std::time::Duration>,
     outcome: &str,
 ) {
+    let usage = usage.unwrap_or_default();
+    if let Some(route) = &trace.spend {
+        let price = instance.spec.price;
+        route.spent(price, usage.prompt_tokens, usage.completion_tokens);
+    }
     if !trace.log_requests {
         return;
     }
-    let usage = usage.unwrap_or_default();
     tracing::info!(
         target: "switchyard::access",
         request_id = &*trace.request_id,

@@ -36,7 +36,7 @@ async fn metrics_count_what_was_sent() {
     .file(
         "providers/up.toml",
         &format!(
-            "[provider]\ntype = \"openai\"\n[models.m]\nbase_url = \"{}/v1\"\n[models.dead]\nbase_url = \"{}/v1\"\n[models.lim]\nbase_url = \"{}/v1\"\nrpm_limit = 3\n",
+            "[provider]\ntype = \"openai\"\n[models.m]\nbase_url = \"{}/v1\"\nprice = {{ input_per_1k = 1.0, output_per_1k = 2.0 }}\n[models.dead]\nbase_url = \"{}/v1\"\n[models.lim]\nbase_url = \"{}/v1\"\nrpm_limit = 3\n",
             ok.url, bad.url, lim.url
         ),
     )
@@ -137,6 +137,25 @@ async fn metrics_count_what_was_sent() {
     assert_eq!(sample(&m, "switchyard_instance_state", &healthy), 1.0);
     assert_eq!(sample(&m, "switchyard_config_version", &[]), 1.0);
     assert_eq!(sample(&m, "switchyard_instance_in_flight", &ok_id), 0.0);
+    // Spend by route and by instance, at the configured prices.
+    let route_prompt = [("route", "g"), ("kind", "prompt")];
+    let route_completion = [("route", "g"), ("kind", "completion")];
+    assert_eq!(
+        sample(&m, "switchyard_route_tokens_total", &route_prompt),
+        prompt as f64
+    );
+    assert_eq!(
+        sample(&m, "switchyard_route_tokens_total", &route_completion),
+        completion as f64
+    );
+    let cost = (prompt as f64 + 2.0 * completion as f64) / 1000.0;
+    let route_cost = sample(&m, "switchyard_route_cost_total", &[("route", "g")]);
+    assert!((route_cost - cost).abs() < 1e-6, "{route_cost} vs {cost}");
+    let instance_cost = sample(&m, "switchyard_instance_cost_total", &ok_id);
+    assert!(
+        (instance_cost - cost).abs() < 1e-6,
+        "{instance_cost} vs {cost}"
+    );
     let lim = [("level", "instance"), ("limiter", "instance up:lim")];
     assert_eq!(sample(&m, "switchyard_limit_admitted_total", &lim), 3.0);
     assert_eq!(sample(&m, "switchyard_limit_refused_total", &lim), 2.0);

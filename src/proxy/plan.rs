@@ -29,7 +29,7 @@ pub(crate) struct Plan<'a> {
     pub header: Option<HeaderValue>,
     pub steps: Cow<'a, [Step]>,
     pub max_attempts: Option<u32>,
-    pub stats: Option<&'a RouteStats>,
+    pub stats: Option<&'a Arc<RouteStats>>,
 }
 
 /// The plan for `req`: its route's, or the one its headers name.

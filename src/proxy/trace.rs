@@ -50,6 +50,8 @@ pub(crate) struct Trace {
     pub request_id: Arc<str>,
     /// `[global.logging] enable_request_logging`: write the access line.
     pub log_requests: bool,
+    /// The route's statistics, where a served request's tokens and cost are added.
+    pub spend: Option<Arc<crate::route::RouteStats>>,
 }
 
 impl Trace {
@@ -59,10 +61,12 @@ impl Trace {
         verbose: bool,
         request_id: Arc<str>,
         log_requests: bool,
+        spend: Option<Arc<crate::route::RouteStats>>,
     ) -> Self {
         Self {
             request_id,
             log_requests,
+            spend,
             route,
             route_header,
             started: Instant::now(),
@@ -87,6 +91,7 @@ impl Trace {
             verbose: false,
             request_id: Arc::clone(&self.request_id),
             log_requests: self.log_requests,
+            spend: self.spend.clone(),
         }
     }
 
