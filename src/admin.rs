@@ -62,6 +62,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
         .route("/admin/limits", get(limits))
         .route("/admin/config", get(config_status))
         .route("/admin/cache", get(cache_stats).delete(cache_clear))
+        .route("/admin/spend", get(spend))
         .route("/admin/reload", post(reload))
         .route_layer(middleware::from_fn_with_state(gateway, authorize))
 }
@@ -288,6 +289,32 @@ async fn set_weight(
     respond(result)
 }
 
+/// Tokens and cost by route, instance and client.
+async fn spend(State(gw): State<Arc<Gateway>>) -> Response {
+    let snap = gw.snapshot();
+    let now = clock_ns();
+    let routes: serde_json::Map<String, serde_json::Value> = (snap.routes.iter())
+        .map(|r| (r.name.to_string(), serde_json::json!(r.stats.spend.read())))
+        .collect();
+    let instances: serde_json::Map<String, serde_json::Value> = (snap.instances.iter())
+        .map(|i| {
+            let v = i.live.view(now);
+            let spend = serde_json::json!({
+                "prompt_tokens": v.prompt_tokens,
+                "completion_tokens": v.completion_tokens,
+                "cost": v.cost,
+            });
+            (i.spec.id.clone(), spend)
+        })
+        .collect();
+    let clients: serde_json::Map<String, serde_json::Value> = (snap.client_spend.read())
+        .into_iter()
+        .map(|(name, s)| (name.to_string(), serde_json::json!(s)))
+        .collect();
+    Json(serde_json::json!({ "routes": routes, "instances": instances, "clients": clients }))
+        .into_response()
+}
+
 /// `[global.cache]`: its size and counters (`enabled: false` when it is off).
 async fn cache_stats(State(gw): State<Arc<Gateway>>) -> Response {
     match &gw.snapshot().cache {
@@ -364,7 +391,7 @@ async fn fallbacks(State(gw): State<Arc<Gateway>>) -> Response {
                 "plan": plan,
                 "served_by": served.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
                 "failed": failed,
-                "spend": r.stats.spend(),
+                "spend": r.stats.spend.read(),
             })
         })
         .collect();

@@ -12,6 +12,9 @@
 //! - `switchyard_route_served{route, step}` (which kind of plan step served it) and
 //!   `switchyard_route_failed{route}`, `switchyard_route_tokens{route, kind}`,
 //!   `switchyard_route_cost{route}`;
+//! - `switchyard_client_tokens{client, kind}`, `switchyard_client_cost{client}` (clients named
+//!   by `x-switchyard-client`, or by key hash when `[clients]` limits are on; at most 10,000,
+//!   the rest as `other`);
 //! - `switchyard_limit_admitted{level, limiter}`, `switchyard_limit_refused{level, limiter}`
 //!   (levels `group`, `tier`, `model`, `instance`, `client`);
 //! - `switchyard_config_version`, `switchyard_config_reloads{outcome}`;
@@ -236,7 +239,7 @@ impl Collector for Scrape {
             "Tokens of the requests a routing name served, by kind",
             counter,
             (snap.routes.iter()).flat_map(|r| {
-                let s = r.stats.spend();
+                let s = r.stats.spend.read();
                 [
                     ("prompt", s.prompt_tokens),
                     ("completion", s.completion_tokens),
@@ -254,7 +257,36 @@ impl Collector for Scrape {
             counter,
             (snap.routes.iter()).map(|r| {
                 let labels = vec![("route", r.name.to_string())];
-                (labels, ConstCounter::new(r.stats.spend().cost))
+                (labels, ConstCounter::new(r.stats.spend.read().cost))
+            }),
+        )?;
+        let clients = snap.client_spend.read();
+        family(
+            &mut encoder,
+            "switchyard_client_tokens",
+            "Tokens of the requests served to a named client, by kind",
+            counter,
+            clients.iter().flat_map(|(name, s)| {
+                [
+                    ("prompt", s.prompt_tokens),
+                    ("completion", s.completion_tokens),
+                ]
+                .map(|(k, n)| {
+                    let labels = vec![("client", name.to_string()), ("kind", k.to_owned())];
+                    (labels, ConstCounter::new(n))
+                })
+            }),
+        )?;
+        family(
+            &mut encoder,
+            "switchyard_client_cost",
+            "Spend of the requests served to a named client, at the configured prices",
+            counter,
+            clients.iter().map(|(name, s)| {
+                (
+                    vec![("client", name.to_string())],
+                    ConstCounter::new(s.cost),
+                )
             }),
         )?;
         let views = limiter_views(snap);

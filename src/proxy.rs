@@ -123,6 +123,7 @@ async fn walk(
         snap.config.telemetry.log_requests,
         plan.stats.cloned(),
     );
+    trace.client_spend = (req.options.client.as_deref()).map(|c| snap.client_spend.of(c));
     let mut walk = plan::Walk::default();
     let limit = plan.max_attempts.unwrap_or(u32::MAX);
     let mut groups = plan::GroupRun::default();
@@ -561,9 +562,15 @@ pub(crate) fn log_done(
     outcome: &str,
 ) {
     let usage = usage.unwrap_or_default();
-    if let Some(route) = &trace.spend {
-        let price = instance.spec.price;
-        route.spent(price, usage.prompt_tokens, usage.completion_tokens);
+    let price = instance.spec.price;
+    for spend in [
+        trace.spend.as_ref().map(|r| &r.spend),
+        trace.client_spend.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        spend.spent(price, usage.prompt_tokens, usage.completion_tokens);
     }
     if !trace.log_requests {
         return;

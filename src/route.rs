@@ -112,19 +112,7 @@ pub struct Route {
 pub struct RouteStats {
     served: [std::sync::atomic::AtomicU64; 5],
     failed: std::sync::atomic::AtomicU64,
-    prompt_tokens: std::sync::atomic::AtomicU64,
-    completion_tokens: std::sync::atomic::AtomicU64,
-    /// Millionths of the price unit.
-    cost_micros: std::sync::atomic::AtomicU64,
-}
-
-/// What a route's served requests used and cost.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct Spend {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    /// In the price unit of the instances' `price`.
-    pub cost: f64,
+    pub spend: crate::stats::SpendCounter,
 }
 
 impl RouteStats {
@@ -135,26 +123,6 @@ impl RouteStats {
     pub fn failed(&self) {
         self.failed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// A served request's tokens, at `price`.
-    pub fn spent(&self, price: crate::config::Price, prompt: u64, completion: u64) {
-        let relaxed = std::sync::atomic::Ordering::Relaxed;
-        self.prompt_tokens.fetch_add(prompt, relaxed);
-        self.completion_tokens.fetch_add(completion, relaxed);
-        let cost = prompt as f64 * price.input_per_1k + completion as f64 * price.output_per_1k;
-        // Per 1k tokens → millionths: × 1e6 / 1e3.
-        self.cost_micros
-            .fetch_add((cost * 1e3).round() as u64, relaxed);
-    }
-
-    pub fn spend(&self) -> Spend {
-        let relaxed = std::sync::atomic::Ordering::Relaxed;
-        Spend {
-            prompt_tokens: self.prompt_tokens.load(relaxed),
-            completion_tokens: self.completion_tokens.load(relaxed),
-            cost: self.cost_micros.load(relaxed) as f64 / 1e6,
-        }
     }
 
     /// `(step kind, requests it served)` for every kind, then the failed count.

@@ -38,6 +38,8 @@ pub struct Snapshot {
     /// `[global.cache]`: new (empty) with every config, since a route may now answer
     /// differently.
     pub cache: Option<Arc<crate::cache::ResponseCache>>,
+    /// Tokens and cost by calling client: carried from snapshot to snapshot.
+    pub client_spend: Arc<crate::stats::ClientSpend>,
 }
 
 impl Snapshot {
@@ -122,6 +124,7 @@ impl Snapshot {
             routes,
             models_json,
             cache,
+            client_spend: previous.map_or_else(Arc::default, |p| Arc::clone(&p.client_spend)),
         }
     }
 

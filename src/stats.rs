@@ -14,6 +14,7 @@
 
 mod ewma;
 mod histogram;
+mod spend;
 mod window;
 
 use std::sync::OnceLock;
@@ -29,6 +30,7 @@ use crate::health::{Gate, Track};
 use crate::provider::ErrorClass;
 pub use ewma::{Decay, Ewma, PeakEwma};
 pub use histogram::{Histogram, Reading as HistogramReading};
+pub use spend::{ClientSpend, Spend, SpendCounter};
 pub use window::Minute;
 use window::{Sample, Window};
 

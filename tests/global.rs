@@ -114,6 +114,28 @@ async fn the_response_cache_serves_repeats_without_an_upstream_call() {
     assert_eq!(v["cleared"], 3);
     let (_, cache, _) = chat(&c, &gw, &body, &[]).await;
     assert_eq!(cache.as_deref(), Some("miss"), "cleared");
+
+    // Spend: only what went upstream (hits cost nothing), by route, instance and client.
+    let (status, v) = admin(&c, &gw, "GET", "/admin/spend", None).await;
+    assert_eq!(status, 200, "{v}");
+    let upstream_calls = requests_seen(&c, &up).await;
+    let route = &v["routes"]["g"];
+    let per_call = first["usage"]["prompt_tokens"].as_u64().unwrap();
+    // Every upstream call but the stream (which reported no usage) had the same prompt size.
+    assert_eq!(
+        route["prompt_tokens"].as_u64(),
+        Some(per_call * (upstream_calls - 1)),
+        "{v}"
+    );
+    assert_eq!(
+        v["instances"]["up:m"]["prompt_tokens"], route["prompt_tokens"],
+        "one instance served them all: {v}"
+    );
+    assert_eq!(
+        v["clients"]["bob"]["prompt_tokens"].as_u64(),
+        Some(per_call),
+        "{v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

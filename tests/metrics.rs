@@ -66,6 +66,21 @@ async fn metrics_count_what_was_sent() {
         assert_eq!(chat(chat_body("b")).await.status(), 502);
     }
 
+    // A named client's spend.
+    let mut alice = 0;
+    for _ in 0..2 {
+        let r = (c.post(format!("{}/v1/chat/completions", gw.url)))
+            .header("x-switchyard-client", "alice")
+            .json(&chat_body("g"))
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        alice += v["usage"]["prompt_tokens"].as_u64().unwrap();
+        prompt += v["usage"]["prompt_tokens"].as_u64().unwrap();
+        completion += v["usage"]["completion_tokens"].as_u64().unwrap();
+    }
+
     // Three requests a minute: two of five are refused by the instance's limiter.
     let mut statuses = Vec::new();
     for _ in 0..5 {
@@ -86,13 +101,18 @@ async fn metrics_count_what_was_sent() {
     let ok_id = [("instance", "up:m")];
     assert_eq!(
         sample(&m, "switchyard_instance_requests_total", &ok_id),
-        6.0
+        8.0
     );
     assert_eq!(
         sample(&m, "switchyard_instance_successes_total", &ok_id),
-        6.0
+        8.0
     );
-    assert_eq!(requests_seen(&c, &ok).await, 6);
+    assert_eq!(requests_seen(&c, &ok).await, 8);
+    let alice_k = [("client", "alice"), ("kind", "prompt")];
+    assert_eq!(
+        sample(&m, "switchyard_client_tokens_total", &alice_k),
+        alice as f64
+    );
     let bad_attempts = requests_seen(&c, &bad).await as f64;
     assert!(bad_attempts >= 2.0);
     let dead = [("instance", "up:dead"), ("class", "server")];
@@ -115,12 +135,12 @@ async fn metrics_count_what_was_sent() {
     // Histograms: one observation per attempt, streams' TTFT once.
     assert_eq!(
         sample(&m, "switchyard_instance_latency_seconds_count", &ok_id),
-        6.0
+        8.0
     );
     let inf = [("instance", "up:m"), ("le", "+Inf")];
     assert_eq!(
         sample(&m, "switchyard_instance_latency_seconds_bucket", &inf),
-        6.0
+        8.0
     );
     assert_eq!(
         sample(&m, "switchyard_instance_ttft_seconds_count", &ok_id),
@@ -128,7 +148,7 @@ async fn metrics_count_what_was_sent() {
     );
 
     let served = [("route", "g"), ("step", "primary")];
-    assert_eq!(sample(&m, "switchyard_route_served_total", &served), 6.0);
+    assert_eq!(sample(&m, "switchyard_route_served_total", &served), 8.0);
     assert_eq!(
         sample(&m, "switchyard_route_failed_total", &[("route", "b")]),
         2.0

@@ -52,6 +52,8 @@ pub(crate) struct Trace {
     pub log_requests: bool,
     /// The route's statistics, where a served request's tokens and cost are added.
     pub spend: Option<Arc<crate::route::RouteStats>>,
+    /// The calling client's spend, when it is named.
+    pub client_spend: Option<Arc<crate::stats::SpendCounter>>,
 }
 
 impl Trace {
@@ -67,6 +69,7 @@ impl Trace {
             request_id,
             log_requests,
             spend,
+            client_spend: None,
             route,
             route_header,
             started: Instant::now(),
@@ -92,6 +95,7 @@ impl Trace {
             request_id: Arc::clone(&self.request_id),
             log_requests: self.log_requests,
             spend: self.spend.clone(),
+            client_spend: self.client_spend.clone(),
         }
     }
 
