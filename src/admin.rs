@@ -15,6 +15,7 @@
 //! - `GET /admin/events?since=SEQ&limit=N`: health state changes, oldest first.
 //! - `POST /admin/instances/{id}/health-check`: probe it now; the verdict applies.
 //! - `GET /admin/config`: the active config's version, source digest, the last refused reload.
+//! - `GET /admin/openapi.json`: all of the above as OpenAPI 3.1 (`openapi`).
 //! - `POST /admin/reload`: re-read the files now (200 with the status; 409 with the issues,
 //!   the current config still serving).
 //! - `GET /admin/limits`: every limiter (tiers' and instances'): capacity, use, refusals.
@@ -22,6 +23,7 @@
 //!   step served it, and the latest requests that fell back or failed.
 
 mod health;
+mod openapi;
 
 use std::sync::Arc;
 
@@ -64,6 +66,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
         .route("/admin/cache", get(cache_stats).delete(cache_clear))
         .route("/admin/spend", get(spend))
         .route("/admin/reload", post(reload))
+        .route("/admin/openapi.json", get(openapi_document))
         .route_layer(middleware::from_fn_with_state(gateway, authorize))
 }
 
@@ -287,6 +290,11 @@ async fn set_weight(
         Ok::<_, Error>(Json(serde_json::json!({ "id": id, "weight": body.weight })))
     })();
     respond(result)
+}
+
+/// The admin API as OpenAPI 3.1.
+async fn openapi_document() -> Response {
+    Json(openapi::document()).into_response()
 }
 
 /// Tokens and cost by route, instance and client.
