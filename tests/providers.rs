@@ -252,7 +252,27 @@ async fn anthropic_and_gemini_instances_are_spoken_to_natively_and_answer_in_ope
                 .all(|c| !c["choices"].as_array().unwrap().is_empty()),
             "{model}: no usage-only chunk without include_usage"
         );
+        let finishing = (chunks.iter())
+            .find(|c| !c["choices"][0]["finish_reason"].is_null())
+            .unwrap();
+        assert!(
+            finishing["usage"]["completion_tokens"].as_u64().is_some(),
+            "{model}: the usage rides on the finish chunk: {finishing}"
+        );
         assert_eq!(last(&c, upstream).await["path"], path);
+
+        // With include_usage the client gets OpenAI's own shape: a last chunk with no
+        // choices and the usage.
+        let mut with_usage = body(model, true);
+        with_usage["stream_options"] = json!({"include_usage": true});
+        let (_, chunks, _, done) = stream(&c, &gw, &with_usage).await;
+        assert!(done, "{model}");
+        let tail = chunks.last().unwrap();
+        assert_eq!(tail["choices"], json!([]), "{model}: {tail}");
+        assert!(
+            tail["usage"]["completion_tokens"].as_u64().unwrap() > 0,
+            "{model}: {tail}"
+        );
     }
 }
 
