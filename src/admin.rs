@@ -54,6 +54,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
         .route("/admin/instances", get(instances).post(register))
         .route("/admin/instances/{id}", get(instance).delete(deregister))
         .route("/admin/instances/{id}/weight", put(set_weight))
+        .route("/admin/instances/{id}/history", get(history))
         .route(
             "/admin/instances/{id}/health-check",
             post(health::check_now),
@@ -239,6 +240,19 @@ async fn instance(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Res
     }
     match gw.draining().into_iter().find(|i| i.spec.id == id) {
         Some(i) => Json(view(&i, "draining", &snap.health)).into_response(),
+        None => Error::Missing(format!("no instance {id:?}")).into_response(),
+    }
+}
+
+/// The instance's sampled totals, oldest first (one point per `[global] metrics_interval`).
+async fn history(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
+    let snap = gw.snapshot();
+    match snap.instance(&id) {
+        Some(i) => Json(serde_json::json!({
+            "interval_s": snap.config.telemetry.metrics_interval.as_secs_f64(),
+            "points": i.live.history(),
+        }))
+        .into_response(),
         None => Error::Missing(format!("no instance {id:?}")).into_response(),
     }
 }

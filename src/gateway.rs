@@ -161,6 +161,7 @@ impl Gateway {
         });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(checker::run(Arc::downgrade(&gateway), prober));
+            runtime.spawn(sample(Arc::downgrade(&gateway)));
         }
         Ok(gateway)
     }
@@ -461,6 +462,27 @@ impl Admin {
 
 fn not_found(id: &str) -> ChangeError {
     ChangeError::NotFound(format!("no instance {id:?}"))
+}
+
+/// Every `[global] metrics_interval`, copy each instance's totals into its history; ends when
+/// the gateway is dropped.
+async fn sample(gateway: std::sync::Weak<Gateway>) {
+    loop {
+        let Some(every) = gateway
+            .upgrade()
+            .map(|g| g.snapshot().config.telemetry.metrics_interval)
+        else {
+            return;
+        };
+        tokio::time::sleep(every).await;
+        let Some(g) = gateway.upgrade() else {
+            return;
+        };
+        let at_ms = unix_ms();
+        for instance in &g.snapshot().instances {
+            instance.live.sample(at_ms);
+        }
+    }
 }
 
 #[cfg(test)]

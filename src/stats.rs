@@ -14,6 +14,7 @@
 
 mod ewma;
 mod histogram;
+mod history;
 mod spend;
 mod window;
 
@@ -30,6 +31,7 @@ use crate::health::{Gate, Track};
 use crate::provider::ErrorClass;
 pub use ewma::{Decay, Ewma, PeakEwma};
 pub use histogram::{Histogram, Reading as HistogramReading};
+pub use history::{History, Point as HistoryPoint};
 pub use spend::{ClientSpend, Spend, SpendCounter};
 pub use window::Minute;
 use window::{Sample, Window};
@@ -152,6 +154,8 @@ struct Cold {
     /// Every attempt's latency, and streams' time to first token (`/metrics`).
     latency: Histogram,
     ttft: Histogram,
+    /// The sampler's ring of running totals (the dashboard's time series).
+    history: History,
     /// Ejection and circuit breaker: the truth behind [`GATED`]. Read after a pick, not
     /// during the scan, so it stays off the hot line.
     gate: Gate,
@@ -187,6 +191,7 @@ impl Live {
                 window: Window::default(),
                 latency: Histogram::default(),
                 ttft: Histogram::default(),
+                history: History::default(),
                 gate,
                 health: Track::default(),
             }),
@@ -349,6 +354,25 @@ impl Live {
             },
             now_ns,
         );
+    }
+
+    /// Copy the running totals into the history (the sampler, every `metrics_interval`).
+    pub fn sample(&self, at_ms: u64) {
+        let cold = &*self.cold;
+        cold.history.push(HistoryPoint {
+            at_ms,
+            requests: cold.requests.load(Relaxed),
+            failures: cold.failures.iter().map(|n| n.load(Relaxed)).sum(),
+            prompt_tokens: cold.prompt_tokens.load(Relaxed),
+            completion_tokens: cold.completion_tokens.load(Relaxed),
+            in_flight: self.in_flight(),
+            latency_ewma_ms: self.latency.last() / 1e6,
+        });
+    }
+
+    /// The sampled history, oldest first.
+    pub fn history(&self) -> Vec<HistoryPoint> {
+        self.cold.history.read()
     }
 
     /// The latency and time-to-first-token histograms.

@@ -204,3 +204,60 @@ async fn enable_metrics_false_turns_the_endpoint_off() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sampler_keeps_each_instances_totals_every_metrics_interval() {
+    let up = mock("up", &[]);
+    let t = Tree::new();
+    t.file(
+        "_registry.toml",
+        &format!(
+            "[server]\nadmin_token = \"{}\"\n[global]\nmetrics_interval = 0.05\n[providers]\nup = {{ file = \"providers/up.toml\" }}\n",
+            common::TOKEN
+        ),
+    )
+    .file(
+        "providers/up.toml",
+        &format!("[provider]\ntype = \"openai\"\nbase_url = \"{}/v1\"\n[models.m]\n", up.url),
+    );
+    let gw = gateway(t.path());
+    let c = client();
+    for _ in 0..3 {
+        let r = (c.post(format!("{}/v1/chat/completions", gw.url)))
+            .json(&chat_body("up:m"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // Wait (bounded) until a sample has seen all three.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let points = loop {
+        let (status, v) =
+            common::admin(&c, &gw, "GET", "/admin/instances/up:m/history", None).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["interval_s"], 0.05);
+        let points = v["points"].as_array().unwrap().clone();
+        if points.last().is_some_and(|p| p["requests"] == 3) {
+            break points;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no sample saw the requests: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    // Totals only grow, and time moves forward.
+    for pair in points.windows(2) {
+        assert!(pair[0]["requests"].as_u64() <= pair[1]["requests"].as_u64());
+        assert!(pair[0]["at_ms"].as_u64() <= pair[1]["at_ms"].as_u64());
+    }
+    assert!(
+        points.last().unwrap()["completion_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let (status, _) = common::admin(&c, &gw, "GET", "/admin/instances/nope/history", None).await;
+    assert_eq!(status, 404);
+}

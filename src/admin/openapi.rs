@@ -107,6 +107,11 @@ pub(super) const OPS: &[Op] = &[
     ),
     op(
         "get",
+        "/admin/instances/{id}/history",
+        "Sampled totals, oldest first, one point per `[global] metrics_interval` (last 90)",
+    ),
+    op(
+        "get",
         "/admin/health",
         "Health, ejection, breaker and probes of every instance; group breakers",
     ),
