@@ -97,6 +97,30 @@ pub trait StreamDecode: Send {
     }
 }
 
+/// The headers every adapter sends: JSON content type, the key as `auth` (header name, and
+/// the value built from the key), then the configured extras (which may override either).
+pub(crate) fn json_headers(
+    instance: &InstanceSpec,
+    auth: http::HeaderName,
+    value: impl Fn(&str) -> String,
+) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(3 + instance.headers.len());
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    if let Some(key) = &instance.api_key {
+        if let Ok(mut v) = http::HeaderValue::try_from(value(key.expose())) {
+            v.set_sensitive(true);
+            headers.insert(auth, v);
+        }
+    }
+    for (name, v) in &instance.headers {
+        headers.insert(name.clone(), v.clone());
+    }
+    headers
+}
+
 /// `{"error": {"message", "type", "code": null}}`: what an OpenAI client expects.
 pub(crate) fn openai_error(message: &str, kind: &str) -> Bytes {
     let body = serde_json::json!({"error": {"message": message, "type": kind, "code": null}});

@@ -4,7 +4,7 @@
 //! in the `api-key` header; a key written `Bearer …` (an Entra ID token) goes in
 //! `Authorization` instead. Bodies and replies are OpenAI's.
 
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderMap, header};
 
 use super::{Adapter, Api, Operation};
 use crate::config::InstanceSpec;
@@ -38,29 +38,13 @@ impl Adapter for Azure {
     }
 
     fn headers(&self, instance: &InstanceSpec) -> HeaderMap {
-        let mut headers = HeaderMap::with_capacity(2 + instance.headers.len());
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if let Some(key) = &instance.api_key {
-            let key = key.expose();
-            let (name, value) = if key.starts_with("Bearer ") {
-                (header::AUTHORIZATION, HeaderValue::try_from(key))
-            } else {
-                (
-                    header::HeaderName::from_static("api-key"),
-                    HeaderValue::try_from(key),
-                )
-            };
-            if let Ok(mut value) = value {
-                value.set_sensitive(true);
-                headers.insert(name, value);
-            }
-        }
-        for (name, value) in &instance.headers {
-            headers.insert(name.clone(), value.clone());
-        }
-        headers
+        // A key written `Bearer …` is an Entra ID token: it goes in Authorization.
+        let bearer = (instance.api_key.as_ref()).is_some_and(|k| k.expose().starts_with("Bearer "));
+        let name = if bearer {
+            header::AUTHORIZATION
+        } else {
+            header::HeaderName::from_static("api-key")
+        };
+        super::json_headers(instance, name, str::to_owned)
     }
 }

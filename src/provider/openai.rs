@@ -1,6 +1,6 @@
 //! The OpenAI-compatible adapter: `POST {base_url}/chat/completions` with a bearer key.
 
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderMap, header};
 
 use super::{Adapter, Operation};
 use crate::config::InstanceSpec;
@@ -20,21 +20,9 @@ impl Adapter for OpenAi {
     }
 
     fn headers(&self, instance: &InstanceSpec) -> HeaderMap {
-        let mut headers = HeaderMap::with_capacity(2 + instance.headers.len());
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if let Some(key) = &instance.api_key {
-            if let Ok(mut value) = HeaderValue::try_from(format!("Bearer {}", key.expose())) {
-                value.set_sensitive(true);
-                headers.insert(header::AUTHORIZATION, value);
-            }
-        }
-        for (name, value) in &instance.headers {
-            headers.insert(name.clone(), value.clone());
-        }
-        headers
+        super::json_headers(instance, header::AUTHORIZATION, |key| {
+            format!("Bearer {key}")
+        })
     }
 }
 
@@ -62,7 +50,7 @@ mod tests {
             api_key: Some(Secret::new("sk-test".into())),
             headers: vec![(
                 header::HeaderName::from_static("openai-organization"),
-                HeaderValue::from_static("org-1"),
+                http::HeaderValue::from_static("org-1"),
             )],
             timeout: Duration::from_secs(5),
             weight: NonZeroU32::MIN,

@@ -4,7 +4,7 @@
 //! (`GET /v1/models`).
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::Value;
 
 use super::{API_VERSION, StreamTranslator, TranslateError, from_messages_response};
@@ -30,20 +30,15 @@ impl Adapter for Anthropic {
     }
 
     fn headers(&self, instance: &InstanceSpec) -> HeaderMap {
-        let mut headers = HeaderMap::with_capacity(3 + instance.headers.len());
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert("anthropic-version", HeaderValue::from_static(API_VERSION));
-        if let Some(key) = &instance.api_key {
-            if let Ok(mut value) = HeaderValue::try_from(key.expose()) {
-                value.set_sensitive(true);
-                headers.insert("x-api-key", value);
-            }
-        }
-        for (name, value) in &instance.headers {
-            headers.insert(name.clone(), value.clone());
+        let x_api_key = http::HeaderName::from_static("x-api-key");
+        let mut headers = crate::provider::json_headers(instance, x_api_key, str::to_owned);
+        // Before the extras would have been: a configured anthropic-version wins.
+        if !instance
+            .headers
+            .iter()
+            .any(|(n, _)| n == "anthropic-version")
+        {
+            headers.insert("anthropic-version", HeaderValue::from_static(API_VERSION));
         }
         headers
     }

@@ -9,6 +9,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::response::tool_call;
 use super::{TranslateError, kind_of};
 
 mod reply;
@@ -311,26 +312,6 @@ fn source_url(source: &Value) -> Result<String, String> {
         Some("url") => Ok(field("url")?.to_owned()),
         _ => Err("source.type: expected \"base64\" or \"url\"".into()),
     }
-}
-
-/// A `tool_use` block as an OpenAI tool call.
-fn tool_call(block: &Value) -> Result<Value, String> {
-    let id = block
-        .get("id")
-        .and_then(Value::as_str)
-        .ok_or("id: expected a string")?;
-    let name = block
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or("name: expected a string")?;
-    let arguments = block
-        .get("input")
-        .map_or_else(|| "{}".to_owned(), Value::to_string);
-    Ok(json!({
-        "id": id,
-        "type": "function",
-        "function": { "name": name, "arguments": arguments },
-    }))
 }
 
 /// A `tool_result` block as a `tool` message, and the images it held: OpenAI tool messages

@@ -98,7 +98,7 @@ pub fn from_messages_response(
 }
 
 /// A `tool_use` block as an OpenAI tool call, `input` serialized as the arguments string.
-fn tool_call(block: &Value) -> Result<Value, String> {
+pub(super) fn tool_call(block: &Value) -> Result<Value, String> {
     let id = block
         .get("id")
         .and_then(Value::as_str)

@@ -4,7 +4,7 @@
 //! Gemini endpoint. Health probes list models (`GET /models`).
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::{StreamTranslator, TranslateError};
@@ -31,21 +31,8 @@ impl Adapter for Gemini {
     }
 
     fn headers(&self, instance: &InstanceSpec) -> HeaderMap {
-        let mut headers = HeaderMap::with_capacity(2 + instance.headers.len());
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if let Some(key) = &instance.api_key {
-            if let Ok(mut value) = HeaderValue::try_from(key.expose()) {
-                value.set_sensitive(true);
-                headers.insert(super::API_KEY_HEADER, value);
-            }
-        }
-        for (name, value) in &instance.headers {
-            headers.insert(name.clone(), value.clone());
-        }
-        headers
+        let key = http::HeaderName::from_static(super::API_KEY_HEADER);
+        crate::provider::json_headers(instance, key, str::to_owned)
     }
 
     fn encode(
