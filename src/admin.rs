@@ -2,6 +2,9 @@
 //! doing. Every call needs `Authorization: Bearer <[server] admin_token>`; without a configured
 //! token the API is off (401 on every call, saying so).
 //!
+//! - `GET /admin/status`: the whole picture in one reading (what `/dashboard` polls): every
+//!   instance's state and why, in-flight, RPM, error rate, p50/p95, tokens, cost; pools and task
+//!   groups with their strategies and members; the latest events.
 //! - `GET /admin/pools`: every tier (pool, `group.echelon`, model, instance) and its strategy.
 //! - `GET /admin/pools/{name}`: one tier's strategy and each member's live statistics.
 //! - `PUT /admin/pools/{name}/strategy` `{"strategy": "p2c"}`: switch, while traffic flows.
@@ -24,6 +27,7 @@
 
 mod health;
 mod openapi;
+mod status;
 
 use std::sync::Arc;
 
@@ -48,6 +52,7 @@ use crate::upstream::Instance;
 
 pub fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
     Router::new()
+        .route("/admin/status", get(status::status))
         .route("/admin/pools", get(pools))
         .route("/admin/pools/{name}", get(pool))
         .route("/admin/pools/{name}/strategy", put(set_strategy))

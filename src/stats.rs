@@ -30,7 +30,9 @@ use crate::config::Price;
 use crate::health::{Gate, Track};
 use crate::provider::ErrorClass;
 pub use ewma::{Decay, Ewma, PeakEwma};
-pub use histogram::{Histogram, Reading as HistogramReading};
+pub use histogram::{
+    Counts as LatencyCounts, Histogram, Reading as HistogramReading, quantile, since,
+};
 pub use history::{History, Point as HistoryPoint};
 pub use spend::{ClientSpend, Spend, SpendCounter};
 pub use window::Minute;
@@ -367,12 +369,18 @@ impl Live {
             completion_tokens: cold.completion_tokens.load(Relaxed),
             in_flight: self.in_flight(),
             latency_ewma_ms: self.latency.last() / 1e6,
+            latency: cold.latency.counts(),
         });
     }
 
     /// The sampled history, oldest first.
     pub fn history(&self) -> Vec<HistoryPoint> {
         self.cold.history.read()
+    }
+
+    /// The latency histogram's per-bucket counts now.
+    pub fn latency_counts(&self) -> LatencyCounts {
+        self.cold.latency.counts()
     }
 
     /// The latency and time-to-first-token histograms.

@@ -24,8 +24,8 @@ const fn op(method: &'static str, path: &'static str, summary: &'static str) -> 
 
 fn strategy_body() -> Value {
     json!({"type": "object", "required": ["strategy"], "additionalProperties": false,
-        "properties": {"strategy": {"type": "string", "enum":
-            ["round_robin", "weighted", "least_connections", "random", "p2c", "latency", "score", "cost"]}}})
+        "properties": {"strategy": {"type": "string",
+            "enum": crate::balance::StrategyKind::ALL.map(crate::balance::StrategyKind::as_str)}}})
 }
 
 fn weight_body() -> Value {
@@ -51,6 +51,11 @@ fn instance_body() -> Value {
 
 /// Every admin operation.
 pub(super) const OPS: &[Op] = &[
+    op(
+        "get",
+        "/admin/status",
+        "Everything at once: instances (state and why, in-flight, RPM, error rate, p50/p95, tokens, cost), pools, task groups, recent events",
+    ),
     op(
         "get",
         "/admin/pools",

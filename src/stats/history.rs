@@ -20,6 +20,9 @@ pub struct Point {
     pub completion_tokens: u64,
     pub in_flight: u64,
     pub latency_ewma_ms: f64,
+    /// The latency histogram's per-bucket counts (differences give recent quantiles).
+    #[serde(skip)]
+    pub latency: super::histogram::Counts,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +62,7 @@ mod tests {
                 completion_tokens: 0,
                 in_flight: 0,
                 latency_ewma_ms: 0.0,
+                latency: Default::default(),
             });
         }
         let read = h.read();
