@@ -5,6 +5,9 @@
 //! - `GET /admin/status`: the whole picture in one reading (what `/dashboard` polls): every
 //!   instance's state and why, in-flight, RPM, error rate, p50/p95, tokens, cost; pools and task
 //!   groups with their strategies and members; the latest events.
+//! - `GET /dashboard` (no token to load; it asks for one): the live status page over
+//!   `/admin/status` and `/admin/instances/{id}/history`, with strategy switch, health check
+//!   and drain.
 //! - `GET /admin/pools`: every tier (pool, `group.echelon`, model, instance) and its strategy.
 //! - `GET /admin/pools/{name}`: one tier's strategy and each member's live statistics.
 //! - `PUT /admin/pools/{name}/strategy` `{"strategy": "p2c"}`: switch, while traffic flows.
@@ -309,6 +312,24 @@ async fn set_weight(
         Ok::<_, Error>(Json(serde_json::json!({ "id": id, "weight": body.weight })))
     })();
     respond(result)
+}
+
+/// The live status page: one embedded file, no external assets. It holds no data itself and
+/// needs no token to load; it reads `/admin/status` with the token the operator enters.
+pub async fn dashboard() -> Response {
+    const PAGE: &str = include_str!("admin/dashboard.html");
+    const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+        connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        PAGE,
+    )
+        .into_response()
 }
 
 /// The admin API as OpenAPI 3.1.

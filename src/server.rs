@@ -36,6 +36,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/models", get(models))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/dashboard", get(crate::admin::dashboard))
         .merge(crate::admin::router(Arc::clone(&gateway)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
