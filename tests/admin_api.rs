@@ -77,6 +77,22 @@ async fn every_documented_admin_operation_exists_and_needs_the_token() {
         }
     }
     assert!(operations >= 19, "{operations}");
+
+    // The document itself is valid OpenAPI 3.1 (the validator scripts/test-deps.sh installs).
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), doc.to_string()).unwrap();
+    let out = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator"])
+        .arg(file.path())
+        .output()
+        .expect("python3 (scripts/test-deps.sh installs openapi-spec-validator)");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !said.contains("No module named"),
+        "openapi-spec-validator is missing: run scripts/test-deps.sh\n{said}"
+    );
+    assert!(out.status.success(), "/admin/openapi.json is not valid OpenAPI:\n{said}");
+    assert!(said.contains("OK"), "{said}");
 }
 
 /// A pool `p` (task group `g`, one echelon) over the given mocks, round robin.
