@@ -12,6 +12,7 @@
 #   REQUESTS=1000      requests measured
 #   WARMUP=100         requests before the counters are zeroed
 #   LOG_LEVEL=info     gateway log level
+#   LOG_FORMAT=text    access log format: text or json ([global.logging] format)
 #   TOP=25             functions listed
 #   SWITCHYARD_BIN=... use this binary and skip `cargo build --release`
 #   KEEP=1             keep the callgrind output (path printed) for callgrind_annotate
@@ -21,6 +22,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 REQUESTS="${REQUESTS:-1000}"
 WARMUP="${WARMUP:-100}"
 LOG_LEVEL="${LOG_LEVEL:-info}"
+LOG_FORMAT="${LOG_FORMAT:-text}"
 TOP="${TOP:-25}"
 KEEP="${KEEP:-0}"
 
@@ -62,7 +64,8 @@ PIDS+=($!)
 wait_http "http://127.0.0.1:$MOCK_PORT/v1/models" 50
 
 mkdir -p "$TMP/config/providers"
-printf '[providers]\ndirect = { file = "providers/direct.toml" }\n' >"$TMP/config/_registry.toml"
+printf '[providers]\ndirect = { file = "providers/direct.toml" }\n[global.logging]\nformat = "%s"\n' \
+    "$LOG_FORMAT" >"$TMP/config/_registry.toml"
 printf '[provider]\ntype = "openai"\nbase_url = "http://127.0.0.1:%s/v1"\n[models.bench]\n' \
     "$MOCK_PORT" >"$TMP/config/providers/direct.toml"
 
@@ -97,7 +100,7 @@ DUMP="$(find "$TMP" -name 'callgrind.out.*' | head -1)"
 TOTAL="$(awk '/^summary:/{print $2}' "$DUMP")"
 [ -n "$TOTAL" ] || { echo "instructions.sh: no summary in $DUMP" >&2; exit 2; }
 
-echo "gateway user-space instructions per request: $((TOTAL / REQUESTS))  ($REQUESTS requests, log level $LOG_LEVEL)"
+echo "gateway user-space instructions per request: $((TOTAL / REQUESTS))  ($REQUESTS requests, log level $LOG_LEVEL, $LOG_FORMAT)"
 echo
 echo "top functions by self cost (share of all instructions):"
 callgrind_annotate --inclusive=no --auto=no --threshold=100 "$DUMP" 2>/dev/null \

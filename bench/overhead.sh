@@ -19,6 +19,7 @@
 #   MOCK_ARGS=...      extra flags for `switchyard mock` (e.g. "--latency-ms 1"), word-split
 #   REFERENCE=haproxy  reference proxy run next to the gateway; "none" disables it
 #   REF_THREADS=2      haproxy nbthread (match the gateway's worker threads)
+#   LOG_LEVEL=info     gateway log level (info: a JSON access line per request; warn: none)
 #
 # Exit codes: 0 ok (target FAILs only change it with STRICT=1), 1 target FAIL with
 # STRICT=1, 2 setup problem, 3 invalid run (non-2xx responses or socket errors).
@@ -33,6 +34,7 @@ STRICT="${STRICT:-0}"
 VERBOSE="${VERBOSE:-0}"
 REFERENCE="${REFERENCE:-haproxy}"
 REF_THREADS="${REF_THREADS:-2}"
+LOG_LEVEL="${LOG_LEVEL:-info}"
 
 # Targets in µs: added p50 / p99 at c=1, added p99 at c=64.
 TARGET_C1_P50=40
@@ -122,6 +124,8 @@ trap 'exit 143' TERM
 # Only ever called with `&`: the exec makes $! the switchyard process itself, so the
 # EXIT trap's kill reaches it (not just a wrapper subshell).
 run_child() { exec env -u RUST_LOG -u SWITCHYARD_LOG "$BIN" --log-level warn "$@"; }
+# The gateway logs at LOG_LEVEL (default info: one JSON access line per request).
+run_gateway() { exec env -u RUST_LOG -u SWITCHYARD_LOG "$BIN" --log-level "$LOG_LEVEL" "$@"; }
 
 show_logs() { # name
     log "---- $1 stdout ----"; cat "$TMP/$1.out" >&2 || true
@@ -161,11 +165,19 @@ MOCK_BASE="$(sed -E 's#^mock listening on (http://[^ ]+/v1).*#\1#' <<<"$line")"
 wait_http mock "$MOCK_PID" "$MOCK_BASE/models"
 
 mkdir -p "$TMP/config/providers"
+# Metrics and request logging on (the defaults, written out): the figures include recording
+# every request's counters and histograms and writing its log line.
 cat >"$TMP/config/_registry.toml" <<'EOF'
 [server]
 listen = "127.0.0.1:0"
 [providers]
 direct = { file = "providers/direct.toml", enabled = true }
+[global]
+enable_metrics = true
+[global.logging]
+level = "info"
+format = "json"
+enable_request_logging = true
 EOF
 cat >"$TMP/config/providers/direct.toml" <<EOF
 [provider]
@@ -174,7 +186,7 @@ base_url = "$MOCK_BASE"
 [models.bench]
 EOF
 
-run_child serve --config "$TMP/config" --listen 127.0.0.1:0 >"$TMP/gateway.out" 2>"$TMP/gateway.err" &
+run_gateway serve --config "$TMP/config" --listen 127.0.0.1:0 >"$TMP/gateway.out" 2>"$TMP/gateway.err" &
 GW_PID=$!; PIDS+=("$GW_PID")
 line="$(wait_line gateway "$GW_PID" '^switchyard listening on http://')"
 GW_BASE="$(sed -E 's#^switchyard listening on (http://[^ /]+).*#\1#' <<<"$line")"
@@ -391,6 +403,13 @@ else
             "$(( R[gateway,$c,p99_us] - R[haproxy,$c,p99_us] ))"
     done
 fi
+
+# Proof that recording was on: what /metrics counted and how many request lines were logged.
+recorded="$(curl -s "$GW_BASE/metrics" | awk '/^switchyard_instance_requests_total/ { n += $NF } END { printf "%d", n }')"
+logged="$(grep -c '"route"' "$TMP/gateway.err" || true)"
+echo
+echo "recording on: /metrics counted $recorded upstream requests; $logged request log lines"
+[ "${recorded:-0}" -gt 0 ] || die "/metrics counted no requests: was recording off?"
 
 echo
 FAILS=0
