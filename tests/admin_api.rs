@@ -86,12 +86,16 @@ async fn every_documented_admin_operation_exists_and_needs_the_token() {
         .arg(file.path())
         .output()
         .expect("python3 (scripts/test-deps.sh installs openapi-spec-validator)");
-    let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(
         !said.contains("No module named"),
         "openapi-spec-validator is missing: run scripts/test-deps.sh\n{said}"
     );
-    assert!(out.status.success(), "/admin/openapi.json is not valid OpenAPI:\n{said}");
+    assert!(
+        out.status.success(),
+        "/admin/openapi.json is not valid OpenAPI:\n{said}"
+    );
     assert!(said.contains("OK"), "{said}");
 }
 
