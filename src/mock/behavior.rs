@@ -62,6 +62,10 @@ pub struct Behavior {
     /// Streams send the role chunk, then an error event (`data: {"error": ...}`; Anthropic:
     /// `event: error` with an `overloaded_error`; Gemini: a 503 `UNAVAILABLE` error), then end.
     pub stream_error_event: bool,
+    /// OpenAI stream content chunks carry `"sent_us"`: the wall clock (µs since the Unix
+    /// epoch) when the mock wrote them, so a client on the same machine can measure how long
+    /// each chunk took to reach it (the benchmarks' added latency per chunk).
+    pub stamp_chunks: bool,
     /// Seed for the jitter and fail decisions.
     pub seed: u64,
 }
@@ -84,6 +88,7 @@ impl Default for Behavior {
             stream_fail_after: None,
             stream_stall_after: None,
             stream_error_event: false,
+            stamp_chunks: false,
             seed: 0,
         }
     }

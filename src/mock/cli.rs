@@ -76,6 +76,9 @@ pub struct MockArgs {
     /// Streams: the role chunk, then an error event (Anthropic: event: error), then the end.
     #[arg(long)]
     pub stream_error_event: bool,
+    /// OpenAI stream content chunks carry "sent_us", the wall clock in µs when written.
+    #[arg(long)]
+    pub stamp_chunks: bool,
     /// Seed for the jitter and failure decisions.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
@@ -118,6 +121,7 @@ impl MockArgs {
             stream_fail_after: self.stream_fail_after,
             stream_stall_after: self.stream_stall_after,
             stream_error_event: self.stream_error_event,
+            stamp_chunks: self.stamp_chunks,
             seed: self.seed,
         }
     }
@@ -218,6 +222,7 @@ mod tests {
             "--stream-stall-after",
             "3",
             "--stream-error-event",
+            "--stamp-chunks",
             "--seed",
             "11",
         ])
@@ -239,6 +244,7 @@ mod tests {
             stream_fail_after: Some(2),
             stream_stall_after: Some(3),
             stream_error_event: true,
+            stamp_chunks: true,
             seed: 11,
         };
         assert_eq!(args.behavior(), want);

@@ -194,6 +194,7 @@ fn generate(
             include_usage: req.include_usage,
             prompt_tokens: req.prompt_tokens,
             fault: behavior.stream_fault(),
+            stamp: behavior.stamp_chunks,
         };
         let (stats, life) = (Arc::clone(&shared.stats), Arc::clone(&shared.life));
         return sse_response(plan, stats, life, in_flight);

@@ -52,6 +52,8 @@ pub(crate) struct StreamPlan {
     pub(crate) include_usage: bool,
     pub(crate) prompt_tokens: u64,
     pub(crate) fault: Option<StreamFault>,
+    /// Content chunks carry `"sent_us"` (`Behavior::stamp_chunks`).
+    pub(crate) stamp: bool,
 }
 
 /// One thing a stream says, before a dialect writes it.
@@ -140,7 +142,11 @@ impl StreamPlan {
             }
             Frame::Content { text, .. } => {
                 let delta = json!({ "content": text });
-                Some(self.chunk(Some(self.choice(delta, text, None)), None))
+                let mut chunk = self.chunk(Some(self.choice(delta, text, None)), None);
+                if let (true, Some(map)) = (self.stamp, chunk.as_object_mut()) {
+                    map.insert("sent_us".to_owned(), json!(unix_micros()));
+                }
+                Some(chunk)
             }
             Frame::Finish => {
                 let finish = self.length.finish_reason();
@@ -211,6 +217,13 @@ impl StreamPlan {
             _ => "text/event-stream",
         }
     }
+}
+
+/// Microseconds since the Unix epoch (0 if the clock is before it).
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 fn event(value: &Value) -> Bytes {
@@ -321,6 +334,7 @@ mod tests {
             include_usage: true,
             prompt_tokens: 4,
             fault: None,
+            stamp: false,
         };
         let guard = stats.in_flight();
         let response = sse_response(plan, Arc::clone(&stats), Lifecycle::new(), guard);
@@ -340,5 +354,44 @@ mod tests {
             (1, 1, 2)
         );
         assert_eq!(s.in_flight, 0);
+    }
+
+    #[tokio::test]
+    async fn stamped_chat_chunks_say_when_they_were_written() {
+        let stats = Arc::new(MockStats::default());
+        let plan = StreamPlan {
+            kind: StreamKind::Chat,
+            id: "chatcmpl-mock-1".into(),
+            model: "m".into(),
+            name: "n".into(),
+            length: Length::new(2, None),
+            interval: None,
+            include_usage: false,
+            prompt_tokens: 4,
+            fault: None,
+            stamp: true,
+        };
+        let before = unix_micros();
+        let guard = stats.in_flight();
+        let response = sse_response(plan, Arc::clone(&stats), Lifecycle::new(), guard);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let after = unix_micros();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        let stamps: Vec<Option<u64>> = text
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter(|e| *e != "[DONE]")
+            .map(|e| serde_json::from_str::<Value>(e).unwrap()["sent_us"].as_u64())
+            .collect();
+        // role, two content chunks, finish: only the content chunks are stamped.
+        assert_eq!(stamps.len(), 4, "{text}");
+        assert_eq!((stamps[0], stamps[3]), (None, None), "{text}");
+        for stamp in &stamps[1..3] {
+            let stamp = stamp.unwrap();
+            assert!(
+                (before..=after).contains(&stamp),
+                "{stamp} not in {before}..={after}"
+            );
+        }
     }
 }
