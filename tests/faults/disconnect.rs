@@ -146,6 +146,7 @@ async fn dropped_streams_give_back_every_in_flight_count_and_permit() {
         lost: (opened - served) as usize,
         failover_ms: None,
         failover_max_ms: None,
+        p50_ms: None,
     };
     report.print();
     eprintln!("client_disconnect: {early} more dropped before the response head");

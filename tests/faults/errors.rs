@@ -16,8 +16,7 @@ const CLIENTS: usize = 8;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundreds_at_thirty_percent_are_retried_elsewhere() {
     let _serial = SERIAL.lock().await;
-    let a = mock("a", &["--fail-rate", "0.3", "--seed", "7"]);
-    let (b, c3) = (mock("b", &[]), mock("c", &[]));
+    let (a, b, c3) = (mock("a", &[]), mock("b", &[]), mock("c", &[]));
     // Keep a in rotation the whole time (no ejection at 30 %, no breaker), so every one of its
     // failures is a retry the gateway has to make.
     let t = tree(
@@ -29,10 +28,13 @@ async fn five_hundreds_at_thirty_percent_are_retried_elsewhere() {
     let gw = gateway(t.path());
     let c = client();
     let load = Load::start(&gw, "g", CLIENTS, Kind::Chat);
+    load.advance(30).await;
+    let injecting = Instant::now();
+    set_behavior(&c, &a, json!({"name": "a", "fail_rate": 0.3, "seed": 7})).await;
     load.until_failover().await;
     load.run_out().await;
     let samples = load.stop().await;
-    let report = report_no_loss("fail_rate_30", &samples);
+    let report = report_no_loss("fail_rate_30", &samples, Some(injecting));
     assert!(report.failover_ms.is_some());
     let failed = stats(&c, &a).await["failed"].as_u64().unwrap();
     let retried: Vec<_> = samples.iter().filter(|s| s.attempts > 1).collect();
@@ -58,8 +60,7 @@ async fn five_hundreds_at_thirty_percent_are_retried_elsewhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_storm_with_retry_after_rests_the_instance_and_loses_nothing() {
     let _serial = SERIAL.lock().await;
-    let a = mock("a", &["--status", "429", "--retry-after", "1"]);
-    let (b, c3) = (mock("b", &[]), mock("c", &[]));
+    let (a, b, c3) = (mock("a", &[]), mock("b", &[]), mock("c", &[]));
     let t = tree(
         &[("a", &a, ""), ("b", &b, ""), ("c", &c3, "")],
         "",
@@ -69,27 +70,38 @@ async fn a_429_storm_with_retry_after_rests_the_instance_and_loses_nothing() {
     let gw = gateway(t.path());
     let c = client();
     let load = Load::start(&gw, "g", CLIENTS, Kind::Chat);
+    load.advance(30).await;
+    let injecting = Instant::now();
+    set_behavior(
+        &c,
+        &a,
+        json!({"name": "a", "status": 429, "retry_after_s": 1}),
+    )
+    .await;
+    let injected = Instant::now();
     load.until_failover().await;
     until("a rests", || async {
         health_of(&c, &gw, "a").await["ejection"] == "cooling_down"
     })
     .await;
     load.run_out().await;
-    let elapsed = load.started.elapsed();
+    let elapsed = injected.elapsed();
     let samples = load.stop().await;
-    let report = report_no_loss("rate_limited_429", &samples);
+    let report = report_no_loss("rate_limited_429", &samples, Some(injecting));
     assert!(report.failover_ms.is_some());
-    let seen = requests_seen(&c, &a).await;
     let retried: Vec<_> = samples.iter().filter(|s| s.attempts > 1).collect();
-    assert_eq!(
-        retried.len() as u64,
-        seen,
-        "each 429 was retried once, elsewhere"
-    );
     for s in &retried {
         assert!(s.trace.contains("/a=rate_limited"), "{}", s.trace);
     }
-    assert_eq!(samples.iter().filter(|s| s.instance == "a").count(), 0);
+    let served_by_a: Vec<_> = samples.iter().filter(|s| s.instance == "a").collect();
+    assert!(served_by_a.iter().all(|s| s.sent < injected));
+    assert_eq!(
+        requests_seen(&c, &a).await,
+        (served_by_a.len() + retried.len()) as u64,
+        "each 429 was retried once, elsewhere"
+    );
+    // The 429s a sent.
+    let seen = retried.len() as u64;
     // Rested for each Retry-After: a is open to traffic at most once a second (plus the
     // start), and then at most the requests in flight at that moment reach it.
     let windows = elapsed.as_secs() + 2;
@@ -125,12 +137,13 @@ async fn malformed_json_is_retried_elsewhere() {
     let c = client();
     let load = Load::start(&gw, "g", CLIENTS, Kind::Chat);
     load.advance(30).await;
+    let injecting = Instant::now();
     set_behavior(&c, &a, json!({"name": "a", "garbage": true})).await;
     let injected = Instant::now();
     load.until_failover().await;
     load.run_out().await;
     let samples = load.stop().await;
-    let report = report_no_loss("malformed_json", &samples);
+    let report = report_no_loss("malformed_json", &samples, Some(injecting));
     assert!(report.failover_ms.is_some());
     let retried: Vec<_> = samples.iter().filter(|s| s.attempts > 1).collect();
     for s in &retried {

@@ -25,13 +25,15 @@ async fn an_upstream_that_hangs_is_failed_over_within_its_timeout() {
     load.advance(30).await;
     assert!(requests_seen(&c, &a).await > 0);
 
+    let injecting = Instant::now();
+
     set_behavior(&c, &a, json!({"name": "a", "hang": true})).await;
     // Requests sent from now on reach a after it started hanging.
     let injected = Instant::now();
     load.until_failover().await;
     load.run_out().await;
     let samples = load.stop().await;
-    let report = report_no_loss("hang", &samples);
+    let report = report_no_loss("hang", &samples, Some(injecting));
     assert!(report.failover_ms.is_some());
     // Each failed-over request timed out at a first; a took requests it never answered.
     let failed_over: Vec<_> = samples.iter().filter(|s| s.attempts > 1).collect();

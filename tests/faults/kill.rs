@@ -45,6 +45,7 @@ async fn kill_one_of_three() {
         "a took no traffic before it died"
     );
 
+    let injecting = Instant::now();
     let r = c.post(format!("{}/mock/die", a.url)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     exited(&mut a);
@@ -52,7 +53,7 @@ async fn kill_one_of_three() {
     load.until_failover().await;
     load.run_out().await;
     let samples = load.stop().await;
-    let report = report_no_loss("kill_one", &samples);
+    let report = report_no_loss("kill_one", &samples, Some(injecting));
     assert!(report.failover_ms.is_some());
     assert!(
         served_by_after(&samples, "a", dead).is_empty(),
@@ -86,13 +87,14 @@ async fn kill_two_of_three() {
     assert!(requests_seen(&c, &a).await > 0 && requests_seen(&c, &b).await > 0);
 
     // SIGKILL, and reaped: from here on their ports refuse connections.
+    let injecting = Instant::now();
     drop(a);
     drop(b);
     let dead = Instant::now();
     load.until_failover().await;
     load.run_out().await;
     let samples = load.stop().await;
-    let report = report_no_loss("kill_two", &samples);
+    let report = report_no_loss("kill_two", &samples, Some(injecting));
     assert!(report.failover_ms.is_some());
     for id in ["a", "b"] {
         assert!(

@@ -57,7 +57,7 @@ async fn a_reload_every_second_under_load_loses_nothing() {
     }
     load.advance(20).await;
     let samples = load.stop().await;
-    report_no_loss("reload_every_1s", &samples);
+    report_no_loss("reload_every_1s", &samples, None);
     let (_, v) = admin(&c, &gw, "GET", "/admin/config", None).await;
     assert!(
         v["version"].as_u64().unwrap() >= first + reloads as u64,

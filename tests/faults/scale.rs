@@ -27,7 +27,7 @@ async fn concurrent_clients(scenario: &'static str, clients: usize) {
     let load = Load::start(&gw, "g", clients, Kind::Chat);
     load.run_out().await;
     let samples = load.stop().await;
-    report_no_loss(scenario, &samples);
+    report_no_loss(scenario, &samples, None);
     assert!(samples.len() >= clients, "every client sent at least one");
     let mut seen = 0;
     let mut peak = 0;

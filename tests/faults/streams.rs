@@ -41,12 +41,13 @@ async fn a_slow_drip_before_the_first_content_is_failed_over_by_the_ttft_timeout
     assert!(requests_seen(&c, &a).await > 0);
 
     // One chunk a second: the first content comes 1 s after dispatch, past ttft_timeout.
+    let injecting = Instant::now();
     set_behavior(&c, &a, json!({"name": "a", "tokens_per_s": 1.0})).await;
     let injected = Instant::now();
     load.until_failover().await;
     load.run_out().await;
     let samples = load.stop().await;
-    let report = report_no_loss("slow_drip_ttft", &samples);
+    let report = report_no_loss("slow_drip_ttft", &samples, Some(injecting));
     assert!(report.failover_ms.is_some());
     let failed_over: Vec<_> = samples.iter().filter(|s| s.attempts > 1).collect();
     for s in &failed_over {
@@ -78,7 +79,7 @@ async fn a_slow_drip_inside_the_timeouts_completes() {
     let load = Load::start(&gw, "g", CLIENTS, Kind::Stream);
     load.run_out().await;
     let samples = load.stop().await;
-    report_no_loss("slow_drip_paced", &samples);
+    report_no_loss("slow_drip_paced", &samples, None);
     let by_a: Vec<_> = samples.iter().filter(|s| s.instance == "a").collect();
     assert!(!by_a.is_empty(), "a served no stream");
     for s in &by_a {
@@ -107,12 +108,13 @@ async fn a_stream_truncated_before_the_first_content_is_failed_over() {
     let load = Load::start(&gw, "g", CLIENTS, Kind::Stream);
     load.advance(30).await;
     // The role chunk, then the connection drops.
+    let injecting = Instant::now();
     set_behavior(&c, &a, json!({"name": "a", "stream_fail_after": 0})).await;
     let injected = Instant::now();
     load.until_failover().await;
     load.run_out().await;
     let samples = load.stop().await;
-    let report = report_no_loss("truncated_sse", &samples);
+    let report = report_no_loss("truncated_sse", &samples, Some(injecting));
     assert!(report.failover_ms.is_some());
     let failed_over: Vec<_> = samples.iter().filter(|s| s.attempts > 1).collect();
     for s in &failed_over {
@@ -145,11 +147,12 @@ async fn failure_after_the_commit_point(
     let c = client();
     let load = Load::start(&gw, "g", CLIENTS, Kind::Stream);
     load.advance(30).await;
+    let injecting = Instant::now();
     set_behavior(&c, &a, fault).await;
     let injected = Instant::now();
     load.run_out().await;
     let samples = load.stop().await;
-    let report = Report::of(scenario, &samples);
+    let report = Report::of(scenario, &samples, Some(injecting));
     report.print();
     let lost: Vec<_> = samples.iter().filter(|s| !s.ok).collect();
     assert!(!lost.is_empty(), "no stream met the fault");

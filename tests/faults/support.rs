@@ -148,6 +148,9 @@ pub enum Kind {
 #[derive(Debug, Clone)]
 pub struct Sample {
     pub sent: Instant,
+    /// Until the response head: for a stream, its commit point (first content ready).
+    pub head: Duration,
+    /// Until the end of the body.
     pub took: Duration,
     /// Served: 200 and, for streams, a clean stream.
     pub ok: bool,
@@ -182,12 +185,16 @@ impl Load {
             body["stream"] = json!(true);
         }
         let url = format!("{}/v1/chat/completions", gw.url);
+        // One client shared by every task: each task's request in flight has a connection of
+        // its own (the pool opens one per concurrent request). Building a reqwest client
+        // costs milliseconds of CPU (TLS roots), 1,000 of them would starve the load.
+        let c = client();
         let tasks = (0..clients)
             .map(|_| {
                 let (stop, done, failovers) = (stop.clone(), done.clone(), failovers.clone());
                 let (url, body) = (url.clone(), body.clone());
+                let c = c.clone();
                 tokio::spawn(async move {
-                    let c = client();
                     let mut samples = Vec::new();
                     // At least one request per client, however early the load stops.
                     loop {
@@ -259,6 +266,7 @@ async fn one(c: &reqwest::Client, url: &str, body: &Value, kind: Kind) -> Sample
     let sent = Instant::now();
     let mut s = Sample {
         sent,
+        head: Duration::ZERO,
         took: Duration::ZERO,
         ok: false,
         status: 0,
@@ -277,6 +285,7 @@ async fn one(c: &reqwest::Client, url: &str, body: &Value, kind: Kind) -> Sample
     match sent_req {
         Err(e) => s.detail = format!("{e:?}"),
         Ok(r) => {
+            s.head = sent.elapsed();
             s.status = r.status().as_u16();
             let header = |name: &str| {
                 (r.headers().get(name))
@@ -368,26 +377,47 @@ pub struct Report {
     pub requests: usize,
     pub ok: usize,
     pub lost: usize,
-    /// From the first request that met the fault (its failed attempt went out when it was
-    /// sent) to its success served elsewhere: that request's latency.
+    /// Failover time of the first request served elsewhere after meeting the fault: from the
+    /// fault's first effect on it (its failed attempt went out when it was sent, or, for a
+    /// request already in flight, the injection moment) to its success (the response head;
+    /// for a stream, its commit point).
     pub failover_ms: Option<f64>,
-    /// The slowest such request.
+    /// The longest such failover.
     pub failover_max_ms: Option<f64>,
+    /// Median time to the response head of the requests served at the first attempt: what a
+    /// failover time compares with on this machine.
+    pub p50_ms: Option<f64>,
 }
 
 impl Report {
-    /// Figures of `samples`; every request not served is lost.
-    pub fn of(scenario: &'static str, samples: &[Sample]) -> Self {
+    /// Figures of `samples` (every request not served is lost); `injected` is when the fault
+    /// began, if it began mid-load.
+    pub fn of(scenario: &'static str, samples: &[Sample], injected: Option<Instant>) -> Self {
         let ok = samples.iter().filter(|s| s.ok).count();
-        let failed_over: Vec<&Sample> = samples.iter().filter(|s| s.ok && s.attempts > 1).collect();
-        let ms = |s: &Sample| s.took.as_secs_f64() * 1e3;
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        // (end, failover) of each request served after a failed attempt.
+        let mut failovers: Vec<(Instant, f64)> = (samples.iter())
+            .filter(|s| s.ok && s.attempts > 1)
+            .map(|s| {
+                let end = s.sent + s.head;
+                let from = injected.map_or(s.sent, |i| i.max(s.sent));
+                (end, ms(end.saturating_duration_since(from)))
+            })
+            .collect();
+        failovers.sort_by_key(|(end, _)| *end);
+        let mut firsts: Vec<f64> = (samples.iter())
+            .filter(|s| s.ok && s.attempts <= 1)
+            .map(|s| ms(s.head))
+            .collect();
+        firsts.sort_by(f64::total_cmp);
         Self {
             scenario,
             requests: samples.len(),
             ok,
             lost: samples.len() - ok,
-            failover_ms: failed_over.first().map(|s| ms(s)),
-            failover_max_ms: failed_over.iter().map(|s| ms(s)).reduce(f64::max),
+            failover_ms: failovers.first().map(|(_, f)| *f),
+            failover_max_ms: failovers.iter().map(|(_, f)| *f).reduce(f64::max),
+            p50_ms: firsts.get(firsts.len() / 2).copied(),
         }
     }
 
@@ -400,20 +430,25 @@ impl Report {
         };
         let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
         eprintln!(
-            "FAULT scenario={} requests={} ok={} success={success:.2}% failover_ms={} failover_max_ms={} lost={}",
+            "FAULT scenario={} requests={} ok={} success={success:.2}% failover_ms={} failover_max_ms={} p50_ms={} lost={}",
             self.scenario,
             self.requests,
             self.ok,
             ms(self.failover_ms),
             ms(self.failover_max_ms),
+            ms(self.p50_ms),
             self.lost
         );
     }
 }
 
 /// Print the report, then fail on any lost request, showing the first few.
-pub fn report_no_loss(scenario: &'static str, samples: &[Sample]) -> Report {
-    let r = Report::of(scenario, samples);
+pub fn report_no_loss(
+    scenario: &'static str,
+    samples: &[Sample],
+    injected: Option<Instant>,
+) -> Report {
+    let r = Report::of(scenario, samples, injected);
     r.print();
     assert!(r.requests > 0, "{scenario}: no request was sent");
     let lost: Vec<&Sample> = samples.iter().filter(|s| !s.ok).take(3).collect();
