@@ -119,6 +119,10 @@ impl Log {
 async fn run(command: Command, workers: Option<usize>, log: Log) -> ExitCode {
     if !matches!(command, Command::Serve { .. }) {
         let guard = log.init(None);
+        if matches!(command, Command::Mock(_)) {
+            // A mock behind a gateway with 1,000 clients holds hundreds of connections.
+            switchyard::server::raise_open_files_limit();
+        }
         let code = run_other(command).await;
         drop(guard);
         return code;
@@ -175,6 +179,7 @@ async fn serve(
     let loaded = Config::load(&source);
     // Logging starts with the config's [global.logging] when the files load.
     let _log_guard = log.init(loaded.as_ref().ok());
+    switchyard::server::raise_open_files_limit();
     let (config, source, failure) = match loaded {
         Ok(config) => (config, source, None),
         Err(e) => match boot_from_last_good(last_good.as_ref(), dir.as_deref()) {

@@ -43,6 +43,30 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
+/// Raise the soft limit on open files to the hard limit and return the limit now in force.
+/// Every client connection and every upstream connection is a descriptor: 1,000 concurrent
+/// clients take about 2,000 of them, past the 1,024 soft limit many systems start with (the
+/// hard limit is usually far higher). Logged at debug; a failure is logged at warn and leaves
+/// the limit as it was.
+pub fn raise_open_files_limit() -> Option<u64> {
+    let before = rlimit::Resource::NOFILE.get().ok();
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(now) => {
+            tracing::debug!(
+                soft_before = before.map(|(soft, _)| soft),
+                hard = before.map(|(_, hard)| hard),
+                soft = now,
+                "open files limit"
+            );
+            Some(now)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open files limit");
+            None
+        }
+    }
+}
+
 /// Bind `addr` once per worker with SO_REUSEPORT, so the kernel spreads connections over the
 /// workers. With port 0 the first bind picks the port and the rest share it.
 pub fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
@@ -362,4 +386,21 @@ fn json(status: StatusCode, body: Bytes) -> Response {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_open_files_soft_limit_is_raised_to_the_hard_limit() {
+        use rlimit::Resource;
+        let (_, hard) = Resource::NOFILE.get().unwrap();
+        // One below the hard limit: lower than it was, never low enough to starve a test
+        // running beside this one.
+        Resource::NOFILE.set(hard - 1, hard).unwrap();
+        assert_eq!(super::raise_open_files_limit(), Some(hard));
+        assert_eq!(Resource::NOFILE.get().unwrap(), (hard, hard));
+        // Already at the hard limit: nothing to do.
+        assert_eq!(super::raise_open_files_limit(), Some(hard));
+    }
 }

@@ -18,6 +18,12 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
+/// The binary the harness starts: `SWITCHYARD_BIN` if set (e.g. a release build for
+/// `bench/faults.sh`), else the one cargo built for this test.
+pub fn bin() -> String {
+    std::env::var("SWITCHYARD_BIN").unwrap_or_else(|_| BIN.to_owned())
+}
+
 /// A child process killed when dropped.
 pub struct Proc {
     pub child: Child,
@@ -32,7 +38,7 @@ impl Proc {
     pub fn start(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("stderr.log");
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .args(args)
             .env_remove("RUST_LOG")
             // A last-good snapshot (`cache_enabled`) goes to this process's own temp dir.
