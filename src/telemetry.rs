@@ -1,4 +1,5 @@
-//! Structured logs: `tracing` to stderr as text or JSON lines. One `switchyard::access` line per
+//! Structured logs: `tracing` to stderr as text or JSON lines (the gateway's own lines written by
+//! hand: `text.rs`, `json.rs`). One `switchyard::access` line per
 //! request (route, instance, attempts, status, latency, time to first token, tokens); API keys
 //! and message content are never logged.
 //!

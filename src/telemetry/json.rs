@@ -91,9 +91,9 @@ impl Fields<'_, '_> {
     fn put(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
         if self.result.is_ok() {
             self.result = (|| {
-                self.w.write_char(',')?;
-                string(self.w, field.name())?;
-                self.w.write_char(':')?;
+                self.w.write_str(",\"")?;
+                escape(self.w, field.name())?;
+                self.w.write_str("\":")?;
                 value(self.w)
             })();
         }
@@ -141,34 +141,36 @@ fn string(w: &mut impl fmt::Write, s: &str) -> fmt::Result {
     w.write_char('"')
 }
 
+/// Bytes serde_json escapes: the controls, `"` and `\\`.
+const fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
 /// The inside of a JSON string, escaped exactly as serde_json escapes it. Only ASCII bytes are
 /// replaced, so every run passed through starts and ends on a character boundary.
-fn escape(w: &mut impl fmt::Write, s: &str) -> fmt::Result {
+fn escape(w: &mut impl fmt::Write, mut s: &str) -> fmt::Result {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut run = 0;
-    for (i, &b) in s.as_bytes().iter().enumerate() {
-        let short = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0x00..=0x1f => "",
-            _ => continue,
-        };
-        w.write_str(s.get(run..i).unwrap_or_default())?;
-        if short.is_empty() {
-            w.write_str("\\u00")?;
-            w.write_char(char::from(HEX[usize::from(b >> 4)]))?;
-            w.write_char(char::from(HEX[usize::from(b & 0xf)]))?;
-        } else {
-            w.write_str(short)?;
+    while let Some(at) = s.bytes().position(needs_escape) {
+        let (plain, rest) = s.split_at(at);
+        w.write_str(plain)?;
+        let b = rest.as_bytes().first().copied().unwrap_or_default();
+        match b {
+            b'"' => w.write_str("\\\"")?,
+            b'\\' => w.write_str("\\\\")?,
+            b'\n' => w.write_str("\\n")?,
+            b'\r' => w.write_str("\\r")?,
+            b'\t' => w.write_str("\\t")?,
+            0x08 => w.write_str("\\b")?,
+            0x0c => w.write_str("\\f")?,
+            _ => {
+                let hex = [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]];
+                w.write_str("\\u00")?;
+                w.write_str(std::str::from_utf8(&hex).map_err(|_| fmt::Error)?)?;
+            }
         }
-        run = i + 1;
+        s = rest.get(1..).unwrap_or_default();
     }
-    w.write_str(s.get(run..).unwrap_or_default())
+    w.write_str(s)
 }
 
 /// A `fmt::Write` that escapes what passes through it (for `Debug` and `Display` fields).
