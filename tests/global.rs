@@ -303,3 +303,50 @@ async fn request_ids_reach_responses_and_logs_and_logging_follows_the_config() {
         mine[0]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_access_lines_parse_and_carry_hostile_strings_intact() {
+    let up = mock("up", &[]);
+    let c = client();
+    let t = Tree::new();
+    tree(&t, &up, "[global.logging]\nformat = \"json\"", "up:m");
+    let gw = common::gateway(t.path());
+    // Any visible ASCII is kept as the request id, quotes and backslashes included.
+    let id = r#"req-"json"\1"#;
+    let (status, _, _) = chat(&c, &gw, &chat_body("g"), &[("x-request-id", id)]).await;
+    assert_eq!(status, 200);
+    let model = "no\"where\n\u{0}🦀";
+    let (status, _, _) = chat(
+        &c,
+        &gw,
+        &chat_body(model),
+        &[("x-request-id", "req-json-2")],
+    )
+    .await;
+    assert_eq!(status, 404);
+    let log = gw.wait_for_log("req-json-2");
+    let lines: Vec<Value> = (log.lines())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let line = |rid: &str| {
+        let mine: Vec<&Value> = lines.iter().filter(|v| v["request_id"] == rid).collect();
+        assert_eq!(mine.len(), 1, "{log}");
+        mine[0].clone()
+    };
+    let ok = line(id);
+    assert_eq!(ok["message"], "request");
+    assert_eq!(ok["target"], "switchyard::access");
+    assert_eq!(ok["level"], "INFO");
+    assert_eq!(ok["route"], "g");
+    assert_eq!(ok["status"], 200);
+    assert_eq!(ok["stream"], false);
+    assert!(ok["latency_ms"].as_f64().unwrap() > 0.0, "{ok}");
+    assert!(ok["timestamp"].as_str().unwrap().ends_with('Z'), "{ok}");
+    let rejected = line("req-json-2");
+    assert_eq!(rejected["message"], "request rejected");
+    assert_eq!(rejected["status"], 404);
+    assert!(
+        rejected["error"].as_str().unwrap().contains("no\\\"where"),
+        "{rejected}"
+    );
+}
