@@ -97,6 +97,7 @@ head = "| c | direct p50 / p99 µs | direct rps |" + "".join(
 w(head)
 w("|---:|---:|---:|" + "---:|---:|" * len(STRATEGIES))
 best = {"direct": 0.0, "gw": 0.0}
+served = {"requests": 0, "errors": 0}
 for c in CONCS:
     d = run(f"plain-direct-c{c}")
     if d is None:
@@ -113,6 +114,8 @@ for c in CONCS:
         if g["errors"]:
             dirty.append(f"plain-{s}-c{c}: {g['errors']} errors of {g['requests']}")
         best["gw"] = max(best["gw"], g["rps"])
+        served["requests"] += g["requests"]
+        served["errors"] += g["errors"]
         row += f" +{g['p50'] - d['p50']:,.0f} / +{g['p99'] - d['p99']:,.0f} | {g['rps']:,.0f} |"
         if c == 1:
             a50, a99 = g["p50"] - d["p50"], g["p99"] - d["p99"]
@@ -126,6 +129,10 @@ for c in CONCS:
                             verdict(not miss, ", ".join(miss))))
     w(row)
 w("")
+if served["requests"]:
+    ok_share = 1 - served["errors"] / served["requests"]
+    targets.append(("requests served through the gateway (seed 000: ≥ 95 %)", "≥ 95 %",
+                    f"{ok_share:.3%} of {served['requests']:,}", verdict(ok_share >= 0.95)))
 if best["direct"]:
     ratio = best["gw"] / best["direct"]
     w(f"Throughput: best gateway {best['gw']:,.0f} rps vs best direct {best['direct']:,.0f} rps "
@@ -133,6 +140,30 @@ if best["direct"]:
       "generator's and the mock's).\n")
     targets.append(("throughput through switchyard, zero-delay upstream", "≥ 60 % of direct",
                     f"{ratio:.0%}", verdict(ratio >= 0.6, f"{(0.6 - ratio) * 100:.0f} points short")))
+
+# --- spread over the pool -------------------------------------------------------------
+w("### How each strategy spread the measured requests over the four mocks\n")
+w("Counted at the mocks (`GET /mock/stats`) around each measured run. Deviation: the largest "
+  "distance of one mock's share from an even 25 %, relative to it.\n")
+w("| strategy | c | requests per mock | largest deviation from even |")
+w("|---|---:|---|---:|")
+for s in STRATEGIES:
+    for c in CONCS:
+        try:
+            with open(os.path.join(R, f"spread-{s}-c{c}.txt")) as f:
+                before, after = [list(map(int, line.split())) for line in f.read().splitlines()[:2]]
+        except (OSError, ValueError):
+            continue
+        got = [y - x for x, y in zip(before, after)]
+        total = sum(got)
+        if not total:
+            continue
+        dev = max(abs(g - total / len(got)) for g in got) / (total / len(got))
+        w(f"| {s} | {c} | {' / '.join(f'{g:,}' for g in got)} | {dev:.1%} |")
+        if s == "round_robin" and c == max(CONCS):
+            targets.append((f"distribution, round_robin, c={c} (seed 000: variance < 10 %)",
+                            "< 10 % from even", f"{dev:.1%}", verdict(dev < 0.1)))
+w("")
 
 # --- streaming ------------------------------------------------------------------------
 w("## Added latency, streaming (streamload: 16 chunks per stream, unpaced)\n")

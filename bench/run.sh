@@ -192,6 +192,13 @@ wrk_run() { # NAME URL BODY SECONDS CONNECTIONS
         -s "$TMP/chat.lua" "$url/v1/chat/completions" 2>&1)" || { log "$out"; die "wrk $name failed"; }
     grep -m1 '^{"wrk"' <<<"$out" >"$RES/$name.json" || { log "$out"; die "wrk $name: no result line"; }
 }
+mock_counts() { # chat requests each mock has served, on one line
+    local url
+    for url in "${MOCKS[@]}"; do
+        curl -fsS "$url/mock/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["chat"], end=" ")'
+    done
+    echo
+}
 pair_runs() { # C: warm-up + measured run, direct then each strategy
     local c="$1"
     [ "$WARMUP" = 0 ] || wrk_run warm "$DIRECT" "$BODY_DIRECT" "$WARMUP" "$c"
@@ -199,7 +206,9 @@ pair_runs() { # C: warm-up + measured run, direct then each strategy
     for s in $STRATEGIES; do
         strategy "$s"
         [ "$WARMUP" = 0 ] || wrk_run warm "$GW" "$BODY_GW" "$WARMUP" "$c"
+        mock_counts >"$RES/spread-$s-c$c.txt"
         wrk_run "plain-$s-c$c" "$GW" "$BODY_GW" "$DURATION" "$c"
+        mock_counts >>"$RES/spread-$s-c$c.txt"
     done
 }
 stream_runs() {
