@@ -1,0 +1,58 @@
+//! The client's request body → `ClientRequest` (the routing request), as `server::handle` does
+//! it: arbitrary bytes must give a typed error or a request whose re-emitted bodies are JSON
+//! with only `model` changed.
+#![no_main]
+
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+use switchyard::config::{ToolPolicy, ToolSelection};
+use switchyard::provider::Operation;
+use switchyard::request::ClientRequest;
+use switchyard::route::Defaults;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
+    let op = match selector % 3 {
+        0 => Operation::Chat,
+        1 => Operation::Completions,
+        _ => Operation::Embeddings,
+    };
+    let Ok(mut req) = ClientRequest::parse(op, Bytes::copy_from_slice(body)) else {
+        return;
+    };
+    let policy = ToolPolicy {
+        enabled: selector & 4 == 0,
+        selection: match (selector >> 3) % 3 {
+            0 => ToolSelection::Auto,
+            1 => ToolSelection::Manual,
+            _ => ToolSelection::Priority,
+        },
+    };
+    let tools_ok = req.apply_tools(&policy).is_ok();
+    let _ = (req.has_tools(), req.has_images(), req.estimate_tokens());
+    let defaults = Defaults {
+        temperature: (selector & 0x40 != 0).then_some(0.5),
+        max_tokens: (selector & 0x80 != 0).then_some(64),
+        clamp_max_tokens: selector & 0x20 != 0,
+    };
+    for out in [req.body_for("up\"stream"), req.body_with("up\"stream", &defaults)] {
+        // The body was a JSON object; with the model spliced in it must still be one, naming
+        // the new model.
+        let v: Value = match serde_json::from_slice(&out) {
+            Ok(v) => v,
+            Err(e) => panic!(
+                "re-emitted body is not JSON ({e}): {:?} -> {:?}",
+                String::from_utf8_lossy(body),
+                String::from_utf8_lossy(&out)
+            ),
+        };
+        assert_eq!(v["model"], "up\"stream", "{}", String::from_utf8_lossy(&out));
+    }
+    if tools_ok && req.has_tools() && policy.selection != ToolSelection::Auto {
+        let v: Value = serde_json::from_slice(&req.body_for("m")).unwrap_or(Value::Null);
+        assert!(v.get("tool_choice").is_some());
+    }
+});
