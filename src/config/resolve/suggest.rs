@@ -153,6 +153,7 @@ mod tests {
         for (table, keys) in [("server", known("server")), ("global", known("global"))] {
             for key in keys {
                 let named = doc.contains(&format!("[{table}] {key}`"))
+                    || doc.contains(&format!("[{table}.{key}]"))
                     || doc.lines().any(|l| {
                         l.starts_with(&format!("| `[{table}]"))
                             && l.split('|').nth(1).is_some_and(|k| {
