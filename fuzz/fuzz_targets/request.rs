@@ -7,7 +7,6 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use std::collections::BTreeMap;
 
-use serde_json::Value;
 use serde_json::value::RawValue;
 use switchyard::config::{ToolPolicy, ToolSelection};
 use switchyard::provider::Operation;
@@ -62,7 +61,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(model, Some(r#""up\"stream""#), "{}", String::from_utf8_lossy(&out));
     }
     if tools_ok && req.has_tools() && policy.selection != ToolSelection::Auto {
-        let v: Value = serde_json::from_slice(&req.body_for("m")).unwrap_or(Value::Null);
-        assert!(v.get("tool_choice").is_some());
+        // By the grammar again: `1E666` is JSON that a `Value` refuses (out of range).
+        let out = req.body_for("m");
+        let fields: BTreeMap<String, Box<RawValue>> =
+            serde_json::from_slice(&out).unwrap_or_default();
+        assert!(fields.contains_key("tool_choice"), "{}", String::from_utf8_lossy(&out));
     }
 });
