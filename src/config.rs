@@ -45,6 +45,13 @@ pub struct Config {
     pub origin: String,
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
+    /// `[server] header_timeout`: a client's request headers (HTTP/1), and an idle keep-alive
+    /// connection's next request, must arrive within this; else the connection is closed.
+    /// Read when `serve` starts (a reload does not change it).
+    pub header_timeout: Duration,
+    /// `[server] body_timeout`: the whole request body must arrive within this once the
+    /// headers are in; else 408.
+    pub body_timeout: Duration,
     /// Bearer token the admin API requires; `None` turns the admin API off.
     pub admin_token: Option<Secret>,
     /// Every upstream instance; [`MemberSpec::instance`] indexes this.

@@ -20,6 +20,9 @@ pub enum Error {
     ModelNotFound(String),
     #[error("request body exceeds the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    /// The client did not send the whole body within `[server] body_timeout`.
+    #[error("the request body did not arrive within {} s ([server] body_timeout)", .0.as_secs_f64())]
+    RequestTimeout(std::time::Duration),
     #[error("method {method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
     #[error("no endpoint {method} {path}")]
@@ -58,6 +61,7 @@ impl Error {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Upstream { class, .. } => match class {
                 ErrorClass::Connect => StatusCode::SERVICE_UNAVAILABLE,
@@ -90,6 +94,7 @@ impl Error {
             Self::BadRequest(_) => None,
             Self::ModelNotFound(_) => Some("model_not_found"),
             Self::PayloadTooLarge(_) => Some("payload_too_large"),
+            Self::RequestTimeout(_) => Some("request_timeout"),
             Self::MethodNotAllowed { .. } => Some("method_not_allowed"),
             Self::NotFound { .. } | Self::Missing(_) => Some("not_found"),
             Self::Unauthorized(_) => Some("invalid_admin_token"),

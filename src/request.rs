@@ -183,7 +183,13 @@ impl ClientRequest {
                 "request body must be a JSON object".to_owned(),
             ));
         }
-        let head: Head<'_> = serde_json::from_slice(&body)
+        // JSON is UTF-8 (RFC 8259). serde_json checks it only in the strings it decodes, not
+        // in the fields it skips, and every byte is passed on: without this, invalid UTF-8 in an
+        // unknown field reached the upstream (found by fuzzing, `fuzz/`).
+        let text = std::str::from_utf8(&body).map_err(|e| {
+            Error::BadRequest(format!("request body is not valid JSON: not UTF-8 ({e})"))
+        })?;
+        let head: Head<'_> = serde_json::from_str(text)
             .map_err(|e| Error::BadRequest(format!("request body is not valid JSON: {e}")))?;
         let raw_model = head
             .model
@@ -559,6 +565,26 @@ mod tests {
         );
     }
 
+    /// Fuzzing found these accepted and forwarded: bytes that are not UTF-8 inside a field the
+    /// gateway does not read (the re-emitted body was not JSON).
+    #[test]
+    fn a_body_that_is_not_utf8_is_refused_even_in_fields_never_read() {
+        for body in [
+            &b"{\"model\":\"m\",\"prompt\":\"a\",\"x\":\"once \x8b\x87n\"}"[..],
+            b"{\"model\":\"m\",\"prompt\":\"\xff\"}",
+        ] {
+            let err = ClientRequest::parse(Operation::Completions, Bytes::copy_from_slice(body))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("not UTF-8"), "{err}");
+        }
+        // An escaped lone surrogate is JSON's grammar (RFC 8259 section 8.2 leaves what it
+        // means to the receiver): passed on as sent.
+        let body = r#"{"model":"m","prompt":"a","x":"\ud800"}"#;
+        let req = parse(Operation::Completions, body).unwrap();
+        assert_eq!(req.body_for("m"), body.as_bytes());
+    }
+
     #[test]
     fn reads_stream_flags() {
         let req = parse(
@@ -613,6 +639,132 @@ mod tests {
         for (op, body, needle) in cases {
             let err = parse(op, body).unwrap_err();
             assert!(err.contains(needle), "{body}: {err}");
+        }
+    }
+
+    mod properties {
+        //! Property tests: the parser never panics on arbitrary bytes or JSON, and whatever it
+        //! accepts re-emits as JSON with only `model` changed.
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::{Map, Value, json};
+
+        fn op() -> impl Strategy<Value = Operation> {
+            prop::sample::select(vec![
+                Operation::Chat,
+                Operation::Completions,
+                Operation::Embeddings,
+            ])
+        }
+
+        /// Any JSON value, a few levels deep, with the strings clients send.
+        fn value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                // Quarters: exact in binary, so they survive serde_json's (not round-trip
+                // exact) float parsing when the test compares values.
+                any::<i32>().prop_map(|i| json!(f64::from(i) / 4.0)),
+                ".*".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                    prop::collection::btree_map("[a-z_]{0,8}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// A request object: the fields the parser reads, each absent or any value (often a
+        /// well-typed one), plus unknown fields.
+        fn request() -> impl Strategy<Value = Value> {
+            let field = |good: BoxedStrategy<Value>| prop_oneof![2 => Just(None), 3 => good.prop_map(Some), 1 => value().prop_map(Some)];
+            (
+                field(".{0,12}".prop_map(Value::from).boxed()),
+                field(Just(json!([{"role": "user", "content": "hi"}])).boxed()),
+                field(any::<bool>().prop_map(Value::from).boxed()),
+                field(any::<u32>().prop_map(Value::from).boxed()),
+                field(Just(json!([{"type": "function"}])).boxed()),
+                field(Just(json!({"include_usage": true})).boxed()),
+                prop::collection::btree_map("[a-z_]{1,8}", value(), 0..3),
+            )
+                .prop_map(|(model, messages, stream, max_tokens, tools, so, extra)| {
+                    let mut m: Map<String, Value> = extra.into_iter().collect();
+                    for (k, v) in [
+                        ("model", model),
+                        ("messages", messages.clone()),
+                        ("prompt", messages.clone()),
+                        ("input", messages),
+                        ("stream", stream),
+                        ("max_tokens", max_tokens),
+                        ("tools", tools),
+                        ("stream_options", so),
+                    ] {
+                        if let Some(v) = v {
+                            m.insert(k.to_owned(), v);
+                        }
+                    }
+                    Value::Object(m)
+                })
+        }
+
+        fn check_reemitted(req: &ClientRequest) -> Result<(), TestCaseError> {
+            let d = Defaults {
+                temperature: Some(0.5),
+                max_tokens: Some(7),
+                clamp_max_tokens: true,
+            };
+            for out in [req.body_for("up\"x"), req.body_with("up\"x", &d)] {
+                // JSON by the grammar (a `Value` would refuse an escaped lone surrogate, which
+                // the grammar allows and the gateway passes on), still UTF-8, model spliced in.
+                let fields: std::collections::BTreeMap<String, Box<RawValue>> =
+                    std::str::from_utf8(&out)
+                        .map_err(|e| e.to_string())
+                        .and_then(|t| serde_json::from_str(t).map_err(|e| e.to_string()))
+                        .map_err(|e| TestCaseError::fail(format!("{e}: {out:?}")))?;
+                let model = fields.get("model").map(|m| m.get());
+                prop_assert_eq!(model, Some(r#""up\"x""#));
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_bytes_never_panic(op in op(), body in prop::collection::vec(any::<u8>(), 0..256)) {
+                if let Ok(req) = ClientRequest::parse(op, Bytes::from(body)) {
+                    check_reemitted(&req)?;
+                }
+            }
+
+            #[test]
+            fn arbitrary_json_parses_or_is_refused_and_reemits_with_only_the_model_changed(
+                op in op(),
+                v in request(),
+                pretty in any::<bool>(),
+            ) {
+                let text = if pretty {
+                    serde_json::to_string_pretty(&v)
+                } else {
+                    serde_json::to_string(&v)
+                }
+                .unwrap_or_default();
+                let Ok(mut req) = ClientRequest::parse(op, Bytes::from(text)) else {
+                    return Ok(());
+                };
+                prop_assert_eq!(Some(&Value::from(req.model.clone())), v.get("model"));
+                let mut want = v.clone();
+                want["model"] = Value::from("other");
+                let got: Value = serde_json::from_slice(&req.body_for("other")).unwrap_or_default();
+                prop_assert_eq!(got, want);
+                check_reemitted(&req)?;
+                let policy = ToolPolicy { enabled: true, selection: ToolSelection::Priority };
+                if req.apply_tools(&policy).is_ok() {
+                    check_reemitted(&req)?;
+                }
+            }
         }
     }
 }

@@ -11,7 +11,6 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -24,6 +23,10 @@ use crate::provider::Operation;
 use crate::request::{ClientRequest, RequestOptions};
 use crate::stats::clock_ms;
 use crate::upstream::Upstream;
+
+mod listen;
+
+pub use listen::BodyTimeout;
 
 /// The gateway's routes.
 pub fn router(gateway: Arc<Gateway>) -> Router {
@@ -141,39 +144,23 @@ pub async fn serve_workers(
 }
 
 /// Serve until `shutdown` resolves, then stop accepting and wait up to `drain` for in-flight
-/// requests (streams included) to finish.
+/// requests (streams included) to finish. The edge's timeouts (`[server] header_timeout`,
+/// `body_timeout`) are read from the config now.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) -> std::io::Result<()> {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let signal = async move {
-        shutdown.await;
-        let _ = tx.send(());
-    };
-    let listener = listener.tap_io(|tcp| {
-        // Small SSE frames and short replies must not wait for Nagle's algorithm.
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, router(gateway)).with_graceful_shutdown(signal);
-    let deadline = async move {
-        if rx.await.is_ok() {
-            tokio::time::sleep(drain).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
+    let edge = listen::Edge::of(&gateway.snapshot().config);
+    let graceful = listen::accept(listener, router(gateway), edge, shutdown).await;
     tokio::select! {
-        result = server.into_future() => result,
-        () = deadline => {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(drain) => {
             tracing::warn!("drain deadline passed; closing remaining connections");
-            Ok(())
         }
     }
+    Ok(())
 }
 
 async fn chat(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
@@ -299,6 +286,9 @@ async fn store(
     Ok(Response::from_parts(parts, Body::from(bytes)))
 }
 
+/// The request body, whole: 413 as soon as it passes `limit` (a declared `Content-Length` is
+/// refused before a byte is read; a chunked body when its running total passes), 408 when it
+/// did not arrive within `[server] body_timeout` ([`BodyTimeout`], from the edge's body wrapper).
 pub(crate) async fn read_body(
     headers: &http::HeaderMap,
     body: Body,
@@ -316,9 +306,18 @@ pub(crate) async fn read_body(
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             Err(Error::PayloadTooLarge(limit))
         }
-        Err(e) => Err(Error::BadRequest(format!(
-            "could not read the request body: {e}"
-        ))),
+        Err(e) => {
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*e);
+            while let Some(c) = cause {
+                if let Some(BodyTimeout(after)) = c.downcast_ref::<BodyTimeout>() {
+                    return Err(Error::RequestTimeout(*after));
+                }
+                cause = c.source();
+            }
+            Err(Error::BadRequest(format!(
+                "could not read the request body: {e}"
+            )))
+        }
     }
 }
 

@@ -65,6 +65,11 @@ pub struct Server {
     pub timeout: Option<f64>,
     /// Bearer token for `/admin/*`; the admin API is off without one.
     pub admin_token: Option<String>,
+    /// Seconds a client has to send a request's headers (HTTP/1; also how long an idle
+    /// keep-alive connection waits for its next request).
+    pub header_timeout: Option<f64>,
+    /// Seconds a client has to send a request's whole body once its headers are in.
+    pub body_timeout: Option<f64>,
 }
 
 /// `name = { file = "...", enabled = true }`.

@@ -30,6 +30,14 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// 10 MiB: room for a long context with a few base64 images, small enough to refuse abuse.
 const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// `[server] header_timeout`: nginx's `client_header_timeout` is 60 s; a gateway whose
+/// clients are SDKs on fast links sends headers in one packet, so 10 s is generous and bounds
+/// what a slowloris client (or an idle keep-alive connection) holds.
+const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// `[server] body_timeout`: a 10 MiB body (the default limit) at 3 Mbit/s takes ~28 s.
+const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest edge timeout accepted (a day): past it a timer deadline could overflow.
+const MAX_EDGE_TIMEOUT: Duration = Duration::from_secs(86_400);
 /// Distinct instances tried per tier when the config does not say (seed 001: three tries).
 const DEFAULT_TIER_ATTEMPTS: u32 = 3;
 const GROUP_FALLBACKS: &[&str] = &[
@@ -178,6 +186,19 @@ impl Loader<'_> {
         }
     }
 
+    /// A `[server]` timeout: positive, at most [`MAX_EDGE_TIMEOUT`].
+    fn edge_timeout(&mut self, value: Option<f64>, key: &str, default: Duration) -> Duration {
+        match self.seconds(value, REGISTRY, key) {
+            Some(d) if d > MAX_EDGE_TIMEOUT => {
+                let max = MAX_EDGE_TIMEOUT.as_secs();
+                self.issue(REGISTRY, key, format!("must be at most {max} seconds"));
+                default
+            }
+            Some(d) => d,
+            None => default,
+        }
+    }
+
     fn strategy(&mut self, name: Option<&str>, file: &str, key: &str) -> StrategyKind {
         match name.map(str::parse::<StrategyKind>) {
             None => StrategyKind::RoundRobin,
@@ -239,6 +260,16 @@ impl Loader<'_> {
         let default_timeout = self
             .seconds(registry.server.timeout, REGISTRY, "server.timeout")
             .unwrap_or(DEFAULT_TIMEOUT);
+        let header_timeout = self.edge_timeout(
+            registry.server.header_timeout,
+            "server.header_timeout",
+            DEFAULT_HEADER_TIMEOUT,
+        );
+        let body_timeout = self.edge_timeout(
+            registry.server.body_timeout,
+            "server.body_timeout",
+            DEFAULT_BODY_TIMEOUT,
+        );
 
         let disabled: BTreeSet<&str> = [
             &registry.providers,
@@ -513,6 +544,8 @@ impl Loader<'_> {
             origin: self.source.describe(),
             listen,
             max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
+            header_timeout,
+            body_timeout,
             admin_token: (registry.server.admin_token.clone())
                 .filter(|t| !t.is_empty())
                 .map(super::Secret::new),

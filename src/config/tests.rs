@@ -945,3 +945,34 @@ fn provider_presets_fill_in_the_api_base_url_and_key() {
         ["providers/p.toml:provider.api_version: only type = \"azure\" reads api_version"]
     );
 }
+
+#[test]
+fn server_edge_timeouts_have_defaults_and_refuse_bad_values() {
+    let config = load(tree()).unwrap();
+    assert_eq!(config.header_timeout, Duration::from_secs(10));
+    assert_eq!(config.body_timeout, Duration::from_secs(30));
+    let mut f = tree();
+    let registry = f["_registry.toml"].clone();
+    f.insert(
+        "_registry.toml",
+        format!("[server]\nheader_timeout = 0.3\nbody_timeout = 2\n{registry}"),
+    );
+    let config = load(f).unwrap();
+    assert_eq!(config.header_timeout, Duration::from_millis(300));
+    assert_eq!(config.body_timeout, Duration::from_secs(2));
+    let mut f = tree();
+    f.insert(
+        "_registry.toml",
+        format!("[server]\nheader_timeout = 0\nbody_timeout = 1e300\n{registry}"),
+    );
+    let found = issues(f);
+    let has = |needle: &str| found.iter().any(|f| f.contains(needle));
+    assert!(
+        has("_registry.toml:server.header_timeout: must be a positive number of seconds"),
+        "{found:#?}"
+    );
+    assert!(
+        has("_registry.toml:server.body_timeout: must be"),
+        "{found:#?}"
+    );
+}

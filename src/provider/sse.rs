@@ -164,4 +164,68 @@ mod tests {
         }
         assert_eq!(result, Err(TooLarge));
     }
+
+    mod properties {
+        //! Property test: the same bytes give the same events however they are split.
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Bytes from the pieces SSE is made of, so lines, fields and blank lines abound.
+        fn stream() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                prop::sample::select(vec![
+                    &b"data:"[..],
+                    b"data: ",
+                    b"event: ",
+                    b"id: 1",
+                    b":",
+                    b"retry: 3",
+                    b"\n",
+                    b"\r",
+                    b"\r\n",
+                    b"\n\n",
+                    b" ",
+                    b"x",
+                    b"{\"a\":1}",
+                    b"[DONE]",
+                    b"\xff",
+                ])
+                .prop_map(<[u8]>::to_vec),
+                prop::collection::vec(any::<u8>(), 0..4),
+            ];
+            prop::collection::vec(piece, 0..40).prop_map(|p| p.concat())
+        }
+
+        fn all(chunks: &[&[u8]]) -> Vec<Event> {
+            let mut p = Parser::default();
+            let mut out = Vec::new();
+            for c in chunks {
+                out.extend(p.push(c).unwrap());
+            }
+            out.extend(p.finish());
+            out
+        }
+
+        proptest! {
+            #[test]
+            fn events_do_not_depend_on_where_the_bytes_are_split(
+                text in stream(),
+                cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+            ) {
+                let whole = all(&[&text]);
+                let mut at: Vec<usize> = cuts.iter().map(|i| i.index(text.len() + 1)).collect();
+                at.sort_unstable();
+                let mut chunks = Vec::new();
+                let mut from = 0;
+                for to in at {
+                    chunks.push(&text[from..to]);
+                    from = to;
+                }
+                chunks.push(&text[from..]);
+                prop_assert_eq!(&whole, &all(&chunks));
+                let bytes: Vec<&[u8]> = text.chunks(1).collect();
+                prop_assert_eq!(&whole, &all(&bytes));
+            }
+        }
+    }
 }

@@ -142,5 +142,26 @@ mod tests {
         assert_eq!(nearest("global.reload_intervall"), Some("reload_interval"));
         assert_eq!(nearest("pool.metrics.intervl"), Some("interval"));
         assert_eq!(distance("kitten", "sitting"), 3);
+        assert_eq!(nearest("server.header_timout"), Some("header_timeout"));
+    }
+
+    /// docs/config.md names every key of `[server]` and `[global]` (the lists strict
+    /// validation uses), so a new key cannot go undocumented.
+    #[test]
+    fn the_config_reference_lists_every_server_and_global_key() {
+        let doc = include_str!("../../../docs/config.md");
+        for (table, keys) in [("server", known("server")), ("global", known("global"))] {
+            for key in keys {
+                let named = doc.contains(&format!("[{table}] {key}`"))
+                    || doc.contains(&format!("[{table}.{key}]"))
+                    || doc.lines().any(|l| {
+                        l.starts_with(&format!("| `[{table}]"))
+                            && l.split('|').nth(1).is_some_and(|k| {
+                                k.contains(&format!("`{key}`")) || k.contains(&format!(" {key}`"))
+                            })
+                    });
+                assert!(named, "docs/config.md does not list `[{table}] {key}`");
+            }
+        }
     }
 }
