@@ -25,6 +25,7 @@ p.add_argument("--strategies", required=True)
 p.add_argument("--concurrency", required=True)
 p.add_argument("--streams", required=True)
 p.add_argument("--commit", default="unknown")
+p.add_argument("--fd-limit", type=int, default=0)
 p.add_argument("--elapsed", type=int, default=0)
 p.add_argument("--criterion", default="target/criterion")
 a = p.parse_args()
@@ -227,6 +228,9 @@ if od and og:
 
 # --- held streams ---------------------------------------------------------------------
 w("## Streams open at once (64 chunks, 20 ms apart; a stall is a gap over 500 ms)\n")
+if a.fd_limit:
+    w(f"Open-files limit {a.fd_limit:,}: with two descriptors per stream in the gateway, "
+      f"at most {(a.fd_limit - 1000) // 2:,} streams are held (run.sh caps larger counts).\n")
 w("| streams | complete | lost chunks | stalls | worst gap p50 / p99 / max ms | most open at once "
   "| gateway peak RSS MiB | per 1,000 streams MiB |")
 w("|---:|---:|---:|---:|---:|---:|---:|---:|")

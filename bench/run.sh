@@ -245,7 +245,16 @@ wrk_run open-gw "$GW" "$BODY_GW" "$DURATION" "$OPEN_C"
 
 # 5: streams held open at once, 64 chunks 20 ms apart.
 behave '{"stream_chunks":64,"tokens_per_s":50}'
+# Each stream takes two descriptors in the gateway (client and upstream side, HTTP/1.1).
+FD_LIMIT=$(ulimit -n)
+MAX_STREAMS=$(( (FD_LIMIT - 1000) / 2 ))
+HELD=""
 for n in $STREAMS; do
+    if [ "$n" -gt "$MAX_STREAMS" ]; then
+        log "$n streams need $((2 * n + 1000)) descriptors; the limit is $FD_LIMIT (hard limit $(ulimit -Hn)): holding $MAX_STREAMS"
+        n="$MAX_STREAMS"
+    fi
+    HELD="$HELD $n"
     log "$n streams at once (64 chunks, 20 ms apart)"
     "$LOAD" --addr "${GW#http://}" --model bench_pool hold --streams "$n" --chunks 64 \
         --stall-ms 500 --pid "$GW_PID" --timeout-s 120 >"$RES/hold-$n.json" \
@@ -285,7 +294,7 @@ status=0
 python3 "$ROOT/bench/report.py" "$RES" \
     --idle-rss "$IDLE_RSS" --duration "$DURATION" --open-rate "$OPEN_RATE" \
     --soak-secs "$SOAK_SECS" --strategies "$STRATEGIES" --concurrency "$CONCURRENCY" \
-    --streams "$STREAMS" --commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    --streams "${HELD:-}" --fd-limit "$FD_LIMIT" --commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     --criterion "$CRIT" --elapsed "$(($(date +%s) - STARTED))" >"$OUT" || status=$?
 log "report: $OUT"
 cat "$OUT"

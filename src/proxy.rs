@@ -331,15 +331,18 @@ async fn try_instance(
     let attempt_started = Instant::now();
     match attempt(call, trace, permits, client).await {
         Ok(response) => Ok(response),
-        // Client faults come back as responses, so every error here is the instance's.
+        // Client faults come back as responses, so every error here is the instance's, except
+        // the gateway's own resource exhaustion (`local`), which is not held against it.
         Err(e) => {
-            record(
-                snap,
-                instance,
-                Outcome::Failure(e.class),
-                attempt_started,
-                None,
-            );
+            if !e.local {
+                record(
+                    snap,
+                    instance,
+                    Outcome::Failure(e.class),
+                    attempt_started,
+                    None,
+                );
+            }
             let now = clock_ns();
             if let Some(rest) = e.cooldown {
                 snap.health.cool_down(instance, rest, now);
@@ -433,6 +436,7 @@ async fn attempt(
             detail: format!("upstream answered {status}: {}", reply::snippet(&body)),
             retry_after,
             cooldown,
+            local: false,
         });
     }
     if req.stream && reply::is_event_stream(&head.headers) {

@@ -173,6 +173,9 @@ pub struct AttemptError {
     pub retry_after: Option<HeaderValue>,
     /// A 429: how long the instance asked to be left alone.
     pub cooldown: Option<Duration>,
+    /// The gateway itself could not make the attempt (out of file descriptors or memory): it
+    /// says nothing about the instance, so health and statistics do not count it.
+    pub local: bool,
 }
 
 impl AttemptError {
@@ -182,6 +185,7 @@ impl AttemptError {
             detail: detail.into(),
             retry_after: None,
             cooldown: None,
+            local: false,
         }
     }
 }
@@ -275,13 +279,14 @@ pub fn transport_error(e: &(dyn std::error::Error + 'static)) -> AttemptError {
         .is_some_and(hyper_util::client::legacy::Error::is_connect);
     let mut detail = e.to_string();
     let mut source = e.source();
-    let mut timed_out = false;
+    let (mut timed_out, mut local) = (false, false);
     while let Some(s) = source {
         detail.push_str(": ");
         detail.push_str(&s.to_string());
-        timed_out |= s
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            timed_out |= io.kind() == std::io::ErrorKind::TimedOut;
+            local |= io.raw_os_error().is_some_and(is_local_exhaustion);
+        }
         source = s.source();
     }
     let class = if timed_out {
@@ -291,7 +296,17 @@ pub fn transport_error(e: &(dyn std::error::Error + 'static)) -> AttemptError {
     } else {
         ErrorClass::Server
     };
-    AttemptError::new(class, detail)
+    AttemptError {
+        local,
+        ..AttemptError::new(class, detail)
+    }
+}
+
+/// errno values that mean this process ran out of something (EMFILE, ENFILE, ENOBUFS,
+/// ENOMEM), not that the upstream failed: ejecting healthy instances for them would turn a
+/// local overload into an outage (seen at 10,000 open streams with a 20,000-descriptor limit).
+fn is_local_exhaustion(errno: i32) -> bool {
+    matches!(errno, 12 | 23 | 24 | 105)
 }
 
 /// Read a whole (non-streamed) body, at most `cap` bytes, before `deadline`.
@@ -335,4 +350,40 @@ pub async fn read_body(
         }
     }
     Ok(first.unwrap_or_else(|| buf.freeze()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error whose cause is an `io::Error`, like hyper-util's connect errors.
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("tcp open error")
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn running_out_of_descriptors_is_the_gateways_problem_not_the_instances() {
+        let emfile = transport_error(&Wrapped(std::io::Error::from_raw_os_error(24)));
+        assert!(emfile.local, "{}", emfile.detail);
+        assert!(
+            emfile.detail.contains("tcp open error: "),
+            "{}",
+            emfile.detail
+        );
+        let refused = transport_error(&Wrapped(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert!(!refused.local);
+        let timeout = transport_error(&Wrapped(std::io::Error::from(std::io::ErrorKind::TimedOut)));
+        assert_eq!((timeout.class, timeout.local), (ErrorClass::Timeout, false));
+    }
 }
