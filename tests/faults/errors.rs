@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::common::{admin, client, gateway, mock, requests_seen, stats};
 use crate::support::{
-    Kind, Load, NO_PROBES, SERIAL, health_of, report_no_loss, set_behavior, tree, until,
+    Kind, Load, NO_PROBES, SERIAL, Scene, health_of, report_no_loss, set_behavior, tree, until,
 };
 
 const CLIENTS: usize = 8;
@@ -60,17 +60,15 @@ async fn five_hundreds_at_thirty_percent_are_retried_elsewhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_storm_with_retry_after_rests_the_instance_and_loses_nothing() {
     let _serial = SERIAL.lock().await;
-    let (a, b, c3) = (mock("a", &[]), mock("b", &[]), mock("c", &[]));
-    let t = tree(
-        &[("a", &a, ""), ("b", &b, ""), ("c", &c3, "")],
-        "",
-        NO_PROBES,
-        "",
-    );
-    let gw = gateway(t.path());
-    let c = client();
-    let load = Load::start(&gw, "g", CLIENTS, Kind::Chat);
-    load.advance(30).await;
+    let Scene {
+        a,
+        b: _b,
+        c3: _c3,
+        gw,
+        c,
+        load,
+        tree: _tree,
+    } = Scene::three_under_load("", "", NO_PROBES, CLIENTS, Kind::Chat).await;
     let injecting = Instant::now();
     set_behavior(
         &c,
@@ -126,17 +124,15 @@ async fn a_429_storm_with_retry_after_rests_the_instance_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_json_is_retried_elsewhere() {
     let _serial = SERIAL.lock().await;
-    let (a, b, c3) = (mock("a", &[]), mock("b", &[]), mock("c", &[]));
-    let t = tree(
-        &[("a", &a, ""), ("b", &b, ""), ("c", &c3, "")],
-        "",
-        NO_PROBES,
-        "",
-    );
-    let gw = gateway(t.path());
-    let c = client();
-    let load = Load::start(&gw, "g", CLIENTS, Kind::Chat);
-    load.advance(30).await;
+    let Scene {
+        a,
+        b: _b,
+        c3: _c3,
+        gw: _gw,
+        c,
+        load,
+        tree: _tree,
+    } = Scene::three_under_load("", "", NO_PROBES, CLIENTS, Kind::Chat).await;
     let injecting = Instant::now();
     set_behavior(&c, &a, json!({"name": "a", "garbage": true})).await;
     let injected = Instant::now();

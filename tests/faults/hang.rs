@@ -6,23 +6,21 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::common::{client, gateway, mock, requests_seen};
-use crate::support::{Kind, Load, NO_PROBES, SERIAL, report_no_loss, set_behavior, tree};
+use crate::common::requests_seen;
+use crate::support::{Kind, NO_PROBES, SERIAL, Scene, report_no_loss, set_behavior};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_hangs_is_failed_over_within_its_timeout() {
     let _serial = SERIAL.lock().await;
-    let (a, b, c3) = (mock("a", &[]), mock("b", &[]), mock("c", &[]));
-    let t = tree(
-        &[("a", &a, "timeout = 0.3"), ("b", &b, ""), ("c", &c3, "")],
-        "",
-        NO_PROBES,
-        "",
-    );
-    let gw = gateway(t.path());
-    let c = client();
-    let load = Load::start(&gw, "g", 8, Kind::Chat);
-    load.advance(30).await;
+    let Scene {
+        a,
+        b: _b,
+        c3: _c3,
+        gw: _gw,
+        c,
+        load,
+        tree: _tree,
+    } = Scene::three_under_load("timeout = 0.3", "", NO_PROBES, 8, Kind::Chat).await;
     assert!(requests_seen(&c, &a).await > 0);
 
     let injecting = Instant::now();

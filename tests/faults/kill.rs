@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{Proc, client, gateway, mock, requests_seen};
-use crate::support::{Kind, Load, NO_PROBES, SERIAL, Sample, report_no_loss, tree};
+use crate::common::{Proc, requests_seen};
+use crate::support::{Kind, NO_PROBES, SERIAL, Sample, Scene, report_no_loss};
 
 const CLIENTS: usize = 8;
 
@@ -29,17 +29,15 @@ fn exited(p: &mut Proc) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_one_of_three() {
     let _serial = SERIAL.lock().await;
-    let (mut a, b, c3) = (mock("a", &[]), mock("b", &[]), mock("c", &[]));
-    let t = tree(
-        &[("a", &a, ""), ("b", &b, ""), ("c", &c3, "")],
-        "",
-        NO_PROBES,
-        "",
-    );
-    let gw = gateway(t.path());
-    let c = client();
-    let load = Load::start(&gw, "g", CLIENTS, Kind::Chat);
-    load.advance(30).await;
+    let Scene {
+        mut a,
+        b,
+        c3,
+        gw: _gw,
+        c,
+        load,
+        tree: _tree,
+    } = Scene::three_under_load("", "", NO_PROBES, CLIENTS, Kind::Chat).await;
     assert!(
         requests_seen(&c, &a).await > 0,
         "a took no traffic before it died"
@@ -73,17 +71,15 @@ async fn kill_one_of_three() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_two_of_three() {
     let _serial = SERIAL.lock().await;
-    let (a, b, c3) = (mock("a", &[]), mock("b", &[]), mock("c", &[]));
-    let t = tree(
-        &[("a", &a, ""), ("b", &b, ""), ("c", &c3, "")],
-        "",
-        NO_PROBES,
-        "",
-    );
-    let gw = gateway(t.path());
-    let c = client();
-    let load = Load::start(&gw, "g", CLIENTS, Kind::Chat);
-    load.advance(30).await;
+    let Scene {
+        a,
+        b,
+        c3,
+        gw: _gw,
+        c,
+        load,
+        tree: _tree,
+    } = Scene::three_under_load("", "", NO_PROBES, CLIENTS, Kind::Chat).await;
     assert!(requests_seen(&c, &a).await > 0 && requests_seen(&c, &b).await > 0);
 
     // SIGKILL, and reaped: from here on their ports refuse connections.

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::common::{client, gateway, mock, requests_seen};
 use crate::support::{
-    Kind, Load, Report, SERIAL, content, error_then_done, report_no_loss, set_behavior, tree,
+    Kind, Load, Report, SERIAL, Scene, content, error_then_done, report_no_loss, set_behavior, tree,
 };
 
 const CLIENTS: usize = 8;
@@ -27,17 +27,15 @@ const HEALTH: &str = "enabled = false\nfailure_threshold = 3";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_drip_before_the_first_content_is_failed_over_by_the_ttft_timeout() {
     let _serial = SERIAL.lock().await;
-    let (a, b, c3) = (mock("a", &[]), mock("b", &[]), mock("c", &[]));
-    let t = tree(
-        &[("a", &a, ""), ("b", &b, ""), ("c", &c3, "")],
-        "ttft_timeout = 0.5",
-        HEALTH,
-        "",
-    );
-    let gw = gateway(t.path());
-    let c = client();
-    let load = Load::start(&gw, "g", CLIENTS, Kind::Stream);
-    load.advance(30).await;
+    let Scene {
+        a,
+        b: _b,
+        c3: _c3,
+        gw: _gw,
+        c,
+        load,
+        tree: _tree,
+    } = Scene::three_under_load("", "ttft_timeout = 0.5", HEALTH, CLIENTS, Kind::Stream).await;
     assert!(requests_seen(&c, &a).await > 0);
 
     // One chunk a second: the first content comes 1 s after dispatch, past ttft_timeout.
@@ -96,17 +94,15 @@ async fn a_slow_drip_inside_the_timeouts_completes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_truncated_before_the_first_content_is_failed_over() {
     let _serial = SERIAL.lock().await;
-    let (a, b, c3) = (mock("a", &[]), mock("b", &[]), mock("c", &[]));
-    let t = tree(
-        &[("a", &a, ""), ("b", &b, ""), ("c", &c3, "")],
-        "",
-        HEALTH,
-        "",
-    );
-    let gw = gateway(t.path());
-    let c = client();
-    let load = Load::start(&gw, "g", CLIENTS, Kind::Stream);
-    load.advance(30).await;
+    let Scene {
+        a,
+        b: _b,
+        c3: _c3,
+        gw: _gw,
+        c,
+        load,
+        tree: _tree,
+    } = Scene::three_under_load("", "", HEALTH, CLIENTS, Kind::Stream).await;
     // The role chunk, then the connection drops.
     let injecting = Instant::now();
     set_behavior(&c, &a, json!({"name": "a", "stream_fail_after": 0})).await;

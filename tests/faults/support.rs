@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{Proc, TOKEN, Tree, admin, chat_body, client};
+use crate::common::{Proc, TOKEN, Tree, admin, chat_body, client, gateway, mock};
 
 /// Scenarios run one at a time (cargo runs tests on several threads): each owns the machine's
 /// two cores while it measures, so one scenario's load never slows another's failover.
@@ -458,4 +458,49 @@ pub fn report_no_loss(
         r.lost, r.requests
     );
     r
+}
+
+/// The usual scene: mocks `a`, `b` and `c3` behind task group `g` ([`tree`] with `a_keys` as
+/// a's extra instance keys and the given `echelon` and `health`), the gateway, a client, and
+/// `clients` of `kind` load that has already sent its first 30 requests. Bind `tree` too:
+/// the gateway keeps watching that directory.
+pub struct Scene {
+    pub a: Proc,
+    pub b: Proc,
+    pub c3: Proc,
+    pub gw: Proc,
+    pub c: reqwest::Client,
+    pub load: Load,
+    pub tree: Tree,
+}
+
+impl Scene {
+    pub async fn three_under_load(
+        a_keys: &str,
+        echelon: &str,
+        health: &str,
+        clients: usize,
+        kind: Kind,
+    ) -> Self {
+        let (a, b, c3) = (mock("a", &[]), mock("b", &[]), mock("c", &[]));
+        let tree = tree(
+            &[("a", &a, a_keys), ("b", &b, ""), ("c", &c3, "")],
+            echelon,
+            health,
+            "",
+        );
+        let gw = gateway(tree.path());
+        let c = client();
+        let load = Load::start(&gw, "g", clients, kind);
+        load.advance(30).await;
+        Self {
+            a,
+            b,
+            c3,
+            gw,
+            c,
+            load,
+            tree,
+        }
+    }
 }
