@@ -27,36 +27,12 @@ const HEALTH: &str = "enabled = false\nfailure_threshold = 3";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_drip_before_the_first_content_is_failed_over_by_the_ttft_timeout() {
     let _serial = SERIAL.lock().await;
-    let Scene {
-        a,
-        b: _b,
-        c3: _c3,
-        gw: _gw,
-        c,
-        load,
-        tree: _tree,
-    } = Scene::three_under_load("", "ttft_timeout = 0.5", HEALTH, CLIENTS, Kind::Stream).await;
-    assert!(requests_seen(&c, &a).await > 0);
-
+    let scene =
+        Scene::three_under_load("", "ttft_timeout = 0.5", HEALTH, CLIENTS, Kind::Stream).await;
+    assert!(requests_seen(&scene.c, &scene.a).await > 0);
     // One chunk a second: the first content comes 1 s after dispatch, past ttft_timeout.
-    let injecting = Instant::now();
-    set_behavior(&c, &a, json!({"name": "a", "tokens_per_s": 1.0})).await;
-    let injected = Instant::now();
-    load.until_failover().await;
-    load.run_out().await;
-    let samples = load.stop().await;
-    let report = report_no_loss("slow_drip_ttft", &samples, Some(injecting));
-    assert!(report.failover_ms.is_some());
-    let failed_over: Vec<_> = samples.iter().filter(|s| s.attempts > 1).collect();
-    for s in &failed_over {
-        assert!(s.trace.contains("/a=timeout"), "{}", s.trace);
-    }
-    let served_by_a: Vec<_> = samples.iter().filter(|s| s.instance == "a").collect();
-    assert!(served_by_a.iter().all(|s| s.sent < injected));
-    assert_eq!(
-        requests_seen(&c, &a).await,
-        (served_by_a.len() + failed_over.len()) as u64
-    );
+    let drip = json!({"name": "a", "tokens_per_s": 1.0});
+    scene.fault_a("slow_drip_ttft", drip, "timeout").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,34 +70,10 @@ async fn a_slow_drip_inside_the_timeouts_completes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_truncated_before_the_first_content_is_failed_over() {
     let _serial = SERIAL.lock().await;
-    let Scene {
-        a,
-        b: _b,
-        c3: _c3,
-        gw: _gw,
-        c,
-        load,
-        tree: _tree,
-    } = Scene::three_under_load("", "", HEALTH, CLIENTS, Kind::Stream).await;
+    let scene = Scene::three_under_load("", "", HEALTH, CLIENTS, Kind::Stream).await;
     // The role chunk, then the connection drops.
-    let injecting = Instant::now();
-    set_behavior(&c, &a, json!({"name": "a", "stream_fail_after": 0})).await;
-    let injected = Instant::now();
-    load.until_failover().await;
-    load.run_out().await;
-    let samples = load.stop().await;
-    let report = report_no_loss("truncated_sse", &samples, Some(injecting));
-    assert!(report.failover_ms.is_some());
-    let failed_over: Vec<_> = samples.iter().filter(|s| s.attempts > 1).collect();
-    for s in &failed_over {
-        assert!(s.trace.contains("/a="), "{}", s.trace);
-    }
-    let served_by_a: Vec<_> = samples.iter().filter(|s| s.instance == "a").collect();
-    assert!(served_by_a.iter().all(|s| s.sent < injected));
-    assert_eq!(
-        requests_seen(&c, &a).await,
-        (served_by_a.len() + failed_over.len()) as u64
-    );
+    let cut = json!({"name": "a", "stream_fail_after": 0});
+    scene.fault_a("truncated_sse", cut, "").await;
 }
 
 /// `a` fails after two content chunks (`fault`, with instance keys `keys`): the streams it

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{Proc, TOKEN, Tree, admin, chat_body, client, gateway, mock};
+use crate::common::{Proc, TOKEN, Tree, admin, chat_body, client, gateway, mock, requests_seen};
 
 /// Scenarios run one at a time (cargo runs tests on several threads): each owns the machine's
 /// two cores while it measures, so one scenario's load never slows another's failover.
@@ -502,5 +502,38 @@ impl Scene {
             load,
             tree,
         }
+    }
+
+    /// Makes `a` faulty with `behavior` mid-load and checks what every failover scenario
+    /// promises: no request lost (the `scenario` report line, with a failover time); each
+    /// request that took more than one attempt names `/a={failure}` in its trace (an empty
+    /// `failure` takes any class) and was served elsewhere; `a` served nothing sent after the
+    /// fault; and `a` saw exactly the requests it served plus those failed over.
+    pub async fn fault_a(self, scenario: &'static str, behavior: Value, failure: &str) {
+        let injecting = Instant::now();
+        set_behavior(&self.c, &self.a, behavior).await;
+        // Requests sent from now on reach a after its fault.
+        let injected = Instant::now();
+        self.load.until_failover().await;
+        self.load.run_out().await;
+        let samples = self.load.stop().await;
+        let report = report_no_loss(scenario, &samples, Some(injecting));
+        assert!(report.failover_ms.is_some());
+        let failed_over: Vec<_> = samples.iter().filter(|s| s.attempts > 1).collect();
+        let mark = format!("/a={failure}");
+        for s in &failed_over {
+            assert!(s.trace.contains(&mark), "{}", s.trace);
+            assert_ne!(s.instance, "a");
+        }
+        let served_by_a: Vec<_> = samples.iter().filter(|s| s.instance == "a").collect();
+        assert!(
+            served_by_a.iter().all(|s| s.sent < injected),
+            "a served a request after its fault"
+        );
+        assert_eq!(
+            requests_seen(&self.c, &self.a).await,
+            (served_by_a.len() + failed_over.len()) as u64,
+            "every request a failed was failed over, and only those"
+        );
     }
 }
