@@ -8,7 +8,9 @@ mod common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Load, Proc, TOKEN, Tree, admin, chat_body, client, gateway, mock, requests_seen};
+use common::{
+    Load, Proc, TOKEN, Tree, admin, chat_body, client, gateway, mock, requests_seen, set_behavior,
+};
 use serde_json::{Value, json};
 
 /// Provider `up`, model `m` served by `mocks`; group `g`; pool `p` (round robin) with
@@ -91,16 +93,6 @@ async fn chat_p(c: &reqwest::Client, gw: &Proc) -> reqwest::Response {
         .send()
         .await
         .unwrap()
-}
-
-async fn set_behavior(c: &reqwest::Client, m: &Proc, behavior: Value) {
-    let r = c
-        .put(format!("{}/mock/behavior", m.url))
-        .json(&behavior)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

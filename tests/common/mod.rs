@@ -292,3 +292,14 @@ pub async fn admin(
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
+
+/// Replace mock `m`'s whole behaviour (`PUT /mock/behavior`); the mock must accept it.
+pub async fn set_behavior(c: &reqwest::Client, m: &Proc, behavior: Value) {
+    let r = c
+        .put(format!("{}/mock/behavior", m.url))
+        .json(&behavior)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}

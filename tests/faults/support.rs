@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub use crate::common::set_behavior;
 use crate::common::{Proc, TOKEN, Tree, admin, chat_body, client, gateway, mock, requests_seen};
 
 /// Scenarios run one at a time (cargo runs tests on several threads): each owns the machine's
@@ -109,16 +110,6 @@ pub async fn until<F: Future<Output = bool>>(what: &str, mut done: impl FnMut() 
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-pub async fn set_behavior(c: &reqwest::Client, m: &Proc, behavior: Value) {
-    let r = c
-        .put(format!("{}/mock/behavior", m.url))
-        .json(&behavior)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 }
 
 /// `GET /admin/health`'s entry for instance `id`.
