@@ -30,7 +30,7 @@ fn tree(instances: &[(&str, &Proc, &str)], echelon: &str) -> Tree {
     );
     t.file(
         "pools/p.toml",
-        "[pool]\ntask_groups = [\"g\"]\n[pool.health_check]\nfailure_threshold = 1000\n",
+        "[pool]\ntask_groups = [\"g\"]\n[pool.health_check]\n# No active probes: a probe is a request the mock counts in flight.\nenabled = false\nfailure_threshold = 1000\n",
     );
     t.file(
         "_registry.toml",
