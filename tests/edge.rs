@@ -217,3 +217,65 @@ async fn http2_with_prior_knowledge_is_still_served() {
     let body = r.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], br#"{"status":"ok"}"#);
 }
+
+/// An HTTP/2 client (the hyper client answers pings by itself) that sends nothing is closed
+/// after `header_timeout` of no open request; a request that outlasts that spell is served
+/// whole, and the idle count only starts once it is done.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_but_a_long_request_on_it_is_not_cut() {
+    use http_body_util::{BodyExt, Full};
+    let t = Tree::new();
+    t.file(
+        "providers/up.toml",
+        "[provider]\ntype = \"mock\"\n[models.m]\nmock = { latency_ms = 900 }\n",
+    );
+    t.file(
+        "_registry.toml",
+        "[server]\nheader_timeout = 0.3\n[providers]\nup = { file = \"providers/up.toml\" }\n",
+    );
+    let gw = gateway(t.path());
+    let h2 = || async {
+        let tcp = TcpStream::connect(addr(&gw)).await.unwrap();
+        let (send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .unwrap();
+        (send, tokio::spawn(conn))
+    };
+
+    // Silent: closed once the idle spell is over.
+    let started = Instant::now();
+    let (_send, conn) = h2().await;
+    tokio::time::timeout(OUTER, conn)
+        .await
+        .expect("an idle HTTP/2 connection was kept open")
+        .unwrap()
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(250));
+
+    // Busy for 0.9 s, three times the idle limit: served, then closed after the spell.
+    let (mut send, conn) = h2().await;
+    let req = http::Request::post(format!("{}/v1/chat/completions", gw.url))
+        .header("content-type", "application/json")
+        .body(Full::new(bytes::Bytes::from(chat_body("up:m").to_string())))
+        .unwrap();
+    let sent = Instant::now();
+    let r = tokio::time::timeout(OUTER, send.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    let reply: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(reply["object"], "chat.completion", "{reply}");
+    assert!(sent.elapsed() >= Duration::from_millis(850));
+    let done = Instant::now();
+    tokio::time::timeout(OUTER, conn)
+        .await
+        .expect("the HTTP/2 connection was kept open after its request")
+        .unwrap()
+        .unwrap();
+    assert!(done.elapsed() >= Duration::from_millis(250));
+}

@@ -6,13 +6,16 @@
 //! - HTTP/1.1: hyper's `header_read_timeout` (the same `header_timeout`) bounds each request's
 //!   headers and, since its timer starts as soon as the connection waits for a request, how
 //!   long an idle keep-alive connection is kept;
-//! - HTTP/2: keep-alive pings close a connection whose peer stopped answering;
+//! - HTTP/2: keep-alive pings close a connection whose peer stopped answering, and a
+//!   connection with no request open for `header_timeout` is sent GOAWAY and closed (a peer
+//!   that answers pings but never asks for anything holds nothing for long);
 //! - both: a request body must arrive whole within `[server] body_timeout` ([`Deadline`]; the
 //!   edge answers 408).
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -21,11 +24,14 @@ use axum::body::Body;
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
+
+mod idle;
+use idle::Activity;
 
 use crate::config::Config;
 
@@ -56,15 +62,27 @@ impl Edge {
     }
 }
 
-/// Accept on `listener` until `shutdown` resolves, then stop accepting and wait for open
-/// connections to finish their requests (the caller bounds that wait).
+/// The open connections of one listener: [`Connections::shutdown`] asks each to finish its
+/// requests and close, and resolves when all have. Each connection holds a receiver; the
+/// sender's `closed` is "every connection is gone".
+pub struct Connections(watch::Sender<bool>);
+
+impl Connections {
+    pub async fn shutdown(self) {
+        self.0.send_replace(true);
+        self.0.closed().await;
+    }
+}
+
+/// Accept on `listener` until `shutdown` resolves, then stop accepting and hand back the open
+/// connections (the caller shuts them down and bounds that wait).
 pub async fn accept(
     listener: TcpListener,
     app: Router,
     edge: Edge,
     shutdown: impl Future<Output = ()>,
-) -> GracefulShutdown {
-    let graceful = GracefulShutdown::new();
+) -> Connections {
+    let (graceful, _) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -85,9 +103,9 @@ pub async fn accept(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        tokio::spawn(connection(tcp, app.clone(), edge, graceful.watcher()));
+        tokio::spawn(connection(tcp, app.clone(), edge, graceful.subscribe()));
     }
-    graceful
+    Connections(graceful)
 }
 
 fn is_connection_error(e: &io::Error) -> bool {
@@ -99,8 +117,9 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
-/// Serve one connection: sniff the protocol (bounded), then hand it to hyper.
-async fn connection(mut tcp: TcpStream, app: Router, edge: Edge, watcher: Watcher) {
+/// Serve one connection: sniff the protocol (bounded), then hand it to hyper until it ends,
+/// or `closing` says the listener is shutting down (then finish what is open and close).
+async fn connection(mut tcp: TcpStream, app: Router, edge: Edge, closing: watch::Receiver<bool>) {
     let (h2, first) = match tokio::time::timeout(edge.header_timeout, sniff(&mut tcp)).await {
         Ok(Ok(sniffed)) => sniffed,
         Ok(Err(e)) => {
@@ -121,39 +140,78 @@ async fn connection(mut tcp: TcpStream, app: Router, edge: Edge, watcher: Watche
         inner: tcp,
     });
     let body_timeout = edge.body_timeout;
-    let service = TowerToHyperService::new(DeadlineService { app, body_timeout });
     let result = if h2 {
+        // HTTP/1.1's idle bound is hyper's header_read_timeout; HTTP/2 has none, so the
+        // requests open on the connection are counted and an idle spell ends it.
+        let activity = Arc::new(Activity::default());
+        let service = TowerToHyperService::new(DeadlineService {
+            app,
+            body_timeout,
+            activity: Some(Arc::clone(&activity)),
+        });
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
             .keep_alive_interval(Some(H2_PING_INTERVAL))
             .keep_alive_timeout(H2_PING_TIMEOUT)
             .max_header_list_size(H2_MAX_HEADER_LIST);
-        watcher.watch(builder.serve_connection(io, service)).await
+        let conn = std::pin::pin!(builder.serve_connection(io, service));
+        let idle = activity.idle_for(edge.header_timeout);
+        drive(conn, closing, idle, |c| c.graceful_shutdown()).await
     } else {
+        let service = TowerToHyperService::new(DeadlineService {
+            app,
+            body_timeout,
+            activity: None,
+        });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(Some(edge.header_timeout))
             .keep_alive(true);
-        watcher.watch(builder.serve_connection(io, service)).await
+        let conn = std::pin::pin!(builder.serve_connection(io, service));
+        drive(conn, closing, std::future::pending(), |c| {
+            c.graceful_shutdown()
+        })
+        .await
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 
-/// `app`, its requests' bodies wrapped in a [`Deadline`].
+/// Poll `conn` to its end; when the listener shuts down or `idle` resolves, ask it (once) to
+/// finish its open requests and close.
+async fn drive<C: Future<Output = Result<(), hyper::Error>>>(
+    mut conn: Pin<&mut C>,
+    mut closing: watch::Receiver<bool>,
+    idle: impl Future<Output = ()>,
+    graceful: impl FnOnce(Pin<&mut C>),
+) -> Result<(), hyper::Error> {
+    let idle = std::pin::pin!(idle);
+    let why = tokio::select! {
+        result = conn.as_mut() => return result,
+        _ = closing.wait_for(|closing| *closing) => "shutting down",
+        () = idle => "idle for header_timeout",
+    };
+    tracing::debug!(why, "closing the connection once its open requests finish");
+    graceful(conn.as_mut());
+    conn.await
+}
+
+/// `app`, its requests' bodies wrapped in a [`Deadline`]; on HTTP/2, each request counted in
+/// its connection's [`Activity`] until its response body is done.
 #[derive(Clone)]
 struct DeadlineService {
     app: Router,
     body_timeout: Duration,
+    activity: Option<Arc<Activity>>,
 }
 
 impl tower_service::Service<http::Request<Incoming>> for DeadlineService {
     type Response = axum::response::Response;
     type Error = std::convert::Infallible;
-    type Future = <Router as tower_service::Service<http::Request<Body>>>::Future;
+    type Future = idle::Tracked<<Router as tower_service::Service<http::Request<Body>>>::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         tower_service::Service::<http::Request<Body>>::poll_ready(&mut self.app, cx)
@@ -161,8 +219,9 @@ impl tower_service::Service<http::Request<Incoming>> for DeadlineService {
 
     fn call(&mut self, req: http::Request<Incoming>) -> Self::Future {
         let timeout = self.body_timeout;
+        let active = self.activity.as_ref().map(Activity::begin);
         let req = req.map(|body| Body::new(Deadline::new(body, timeout)));
-        self.app.call(req)
+        idle::Tracked::new(self.app.call(req), active)
     }
 }
 
