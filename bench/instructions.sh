@@ -24,58 +24,32 @@ WARMUP="${WARMUP:-100}"
 LOG_LEVEL="${LOG_LEVEL:-info}"
 LOG_FORMAT="${LOG_FORMAT:-text}"
 TOP="${TOP:-25}"
-KEEP="${KEEP:-0}"
 
-need=()
-command -v valgrind >/dev/null || need+=(valgrind)
-command -v python3 >/dev/null || need+=(python3)
-command -v curl >/dev/null || need+=(curl)
-if ((${#need[@]})); then
-    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-    echo "installing ${need[*]} ..." >&2
-    $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+SCRIPT=instructions.sh
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+need_tools valgrind python3 curl
+switchyard_bin --bin switchyard
+bench_tmp switchyard-instructions
 
-if [ -n "${SWITCHYARD_BIN:-}" ]; then
-    BIN="$SWITCHYARD_BIN"
-else
-    (cd "$ROOT" && cargo build --release --quiet)
-    BIN="$ROOT/target/release/switchyard"
-fi
-
-TMP="$(mktemp -d)"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [ "$KEEP" = 1 ]; then echo "callgrind output kept in $TMP" >&2; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { # url tries
-    for _ in $(seq "$2"); do curl -fs -o /dev/null "$1" && return 0; sleep 0.2; done
-    echo "instructions.sh: $1 never answered" >&2; exit 2
-}
-
-MOCK_PORT="$(free_port)"
-"$BIN" --log-level warn mock --listen "127.0.0.1:$MOCK_PORT" >"$TMP/mock.out" 2>&1 &
-PIDS+=($!)
-wait_http "http://127.0.0.1:$MOCK_PORT/v1/models" 50
+spawn mock "$BIN" --log-level warn mock --listen 127.0.0.1:0
+listening mock
+MOCK_URL="$URL"
+wait_http mock "$MOCK_URL/v1/models"
 
 mkdir -p "$TMP/config/providers"
 printf '[providers]\ndirect = { file = "providers/direct.toml" }\n[global.logging]\nformat = "%s"\n' \
     "$LOG_FORMAT" >"$TMP/config/_registry.toml"
-printf '[provider]\ntype = "openai"\nbase_url = "http://127.0.0.1:%s/v1"\n[models.bench]\n' \
-    "$MOCK_PORT" >"$TMP/config/providers/direct.toml"
+printf '[provider]\ntype = "openai"\nbase_url = "%s/v1"\n[models.bench]\n' \
+    "$MOCK_URL" >"$TMP/config/providers/direct.toml"
 
-GW_PORT="$(free_port)"
-valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.out" \
+spawn gateway valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.out" \
     "$BIN" --log-level "$LOG_LEVEL" --workers 1 serve --config "$TMP/config" \
-    --listen "127.0.0.1:$GW_PORT" >"$TMP/gateway.out" 2>"$TMP/gateway.err" &
-GW_PID=$!
-PIDS+=("$GW_PID")
-wait_http "http://127.0.0.1:$GW_PORT/readyz" 300
+    --listen 127.0.0.1:0
+GW_PID=$PID
+WAIT_SECS=120 listening gateway # valgrind starts slowly
+GW_PORT="${URL##*:}"
+wait_http gateway "$URL/readyz"
 
 send() { # count
     python3 - "$GW_PORT" "$1" <<'PY'

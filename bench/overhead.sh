@@ -41,8 +41,9 @@ TARGET_C1_P50=40
 TARGET_C1_P99=100
 TARGET_C64_P99=1000
 
-log() { printf '%s\n' "$*" >&2; }
-die() { log "overhead.sh: error: $*"; exit 2; }
+SCRIPT=overhead.sh
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
 { is_uint "$DURATION" && [ "$DURATION" -ge 1 ]; } || die "DURATION must be a whole number of seconds >= 1 (got '$DURATION')"
@@ -62,107 +63,23 @@ for c in "${CONCS[@]}"; do
 done
 
 # --- 1. tools -------------------------------------------------------------------------
-missing=()
-command -v wrk >/dev/null 2>&1 || missing+=(wrk)
-command -v curl >/dev/null 2>&1 || missing+=(curl)
-if [ "$HAVE_REF" = 1 ]; then
-    command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
-    command -v python3 >/dev/null 2>&1 || missing+=(python3) # picks haproxy's free port
-fi
-if [ "${#missing[@]}" -gt 0 ]; then
-    log "installing ${missing[*]} from Debian ..."
-    command -v apt-get >/dev/null 2>&1 || die "need ${missing[*]} and apt-get is not available; install them by hand"
-    SUDO=()
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null 2>&1 || die "need ${missing[*]}: not root and no sudo"
-        SUDO=(sudo)
-    fi
-    "${SUDO[@]}" apt-get update -qq >&2
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
-    for tool in "${missing[@]}"; do
-        command -v "$tool" >/dev/null 2>&1 || die "$tool is still missing after apt-get install"
-    done
-fi
+tools=(wrk curl)
+[ "$HAVE_REF" = 1 ] && tools+=(haproxy python3) # python3 picks haproxy's free port
+need_tools "${tools[@]}"
 
 # --- 2. binary ------------------------------------------------------------------------
-if [ -n "${SWITCHYARD_BIN:-}" ]; then
-    BIN="$SWITCHYARD_BIN"
-    log "using SWITCHYARD_BIN=$BIN (no build)"
-else
-    if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
-        PATH="$HOME/.cargo/bin:$PATH"
-    fi
-    command -v cargo >/dev/null 2>&1 || die "cargo not found (install Rust, or set SWITCHYARD_BIN)"
-    log "cargo build --release ..."
-    (cd "$ROOT" && cargo build --release >&2)
-    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/switchyard"
-    [[ "$BIN" = /* ]] || BIN="$ROOT/$BIN"
-fi
-[ -x "$BIN" ] || die "switchyard binary not found or not executable: $BIN"
+switchyard_bin --bin switchyard
 
 # --- 3. processes -----------------------------------------------------------------------
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/switchyard-overhead.XXXXXX")"
-PIDS=()
-
-# shellcheck disable=SC2317 # invoked by the EXIT trap
-cleanup() {
-    local pid tries
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        tries=50 # 5 s, then SIGKILL
-        while kill -0 "$pid" 2>/dev/null && [ "$tries" -gt 0 ]; do sleep 0.1; tries=$((tries - 1)); done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_tmp switchyard-overhead
 
 # Children: quiet logs, and no RUST_LOG from the caller's shell overriding --log-level.
-# Only ever called with `&`: the exec makes $! the switchyard process itself, so the
-# EXIT trap's kill reaches it (not just a wrapper subshell).
-run_child() { exec env -u RUST_LOG -u SWITCHYARD_LOG "$BIN" --log-level warn "$@"; }
-# The gateway logs at LOG_LEVEL (default info: one JSON access line per request).
-run_gateway() { exec env -u RUST_LOG -u SWITCHYARD_LOG "$BIN" --log-level "$LOG_LEVEL" "$@"; }
-
-show_logs() { # name
-    log "---- $1 stdout ----"; cat "$TMP/$1.out" >&2 || true
-    log "---- $1 stderr (last 40 lines) ----"; tail -n 40 "$TMP/$1.err" >&2 || true
-}
-
-# wait_line NAME PID PATTERN: bounded poll of NAME's stdout for a line matching PATTERN.
-wait_line() {
-    local name="$1" pid="$2" pattern="$3" tries=300 line # 30 s
-    while [ "$tries" -gt 0 ]; do
-        line="$(grep -m1 -E "$pattern" "$TMP/$name.out" 2>/dev/null || true)"
-        if [ -n "$line" ]; then printf '%s\n' "$line"; return 0; fi
-        if ! kill -0 "$pid" 2>/dev/null; then
-            show_logs "$name"; die "$name exited before printing its address"
-        fi
-        sleep 0.1; tries=$((tries - 1))
-    done
-    show_logs "$name"; die "$name printed no address line within 30 s"
-}
-
-# wait_http NAME PID URL: bounded poll until GET URL answers 2xx.
-wait_http() {
-    local name="$1" pid="$2" url="$3" tries=100 # ~10 s
-    while [ "$tries" -gt 0 ]; do
-        if curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null; then return 0; fi
-        kill -0 "$pid" 2>/dev/null || { show_logs "$name"; die "$name exited while waiting for $url"; }
-        sleep 0.1; tries=$((tries - 1))
-    done
-    show_logs "$name"; die "$name: $url not ready after 100 tries"
-}
-
-run_child mock --listen 127.0.0.1:0 --latency-ms 0 "${EXTRA_MOCK_ARGS[@]}" >"$TMP/mock.out" 2>"$TMP/mock.err" &
-MOCK_PID=$!; PIDS+=("$MOCK_PID")
-line="$(wait_line mock "$MOCK_PID" '^mock listening on http://')"
-MOCK_BASE="$(sed -E 's#^mock listening on (http://[^ ]+/v1).*#\1#' <<<"$line")"
-[[ "$MOCK_BASE" =~ ^http://[^/]+/v1$ ]] || die "cannot parse mock address from: $line"
-wait_http mock "$MOCK_PID" "$MOCK_BASE/models"
+spawn mock env -u RUST_LOG -u SWITCHYARD_LOG "$BIN" --log-level warn \
+    mock --listen 127.0.0.1:0 --latency-ms 0 "${EXTRA_MOCK_ARGS[@]}"
+MOCK_PID=$PID
+listening mock
+MOCK_BASE="$URL/v1"
+wait_http mock "$MOCK_BASE/models"
 
 mkdir -p "$TMP/config/providers"
 # Metrics and request logging on (the defaults, written out): the figures include recording
@@ -186,78 +103,20 @@ base_url = "$MOCK_BASE"
 [models.bench]
 EOF
 
-run_gateway serve --config "$TMP/config" --listen 127.0.0.1:0 >"$TMP/gateway.out" 2>"$TMP/gateway.err" &
-GW_PID=$!; PIDS+=("$GW_PID")
-line="$(wait_line gateway "$GW_PID" '^switchyard listening on http://')"
-GW_BASE="$(sed -E 's#^switchyard listening on (http://[^ /]+).*#\1#' <<<"$line")"
-[[ "$GW_BASE" =~ ^http://[^/]+$ ]] || die "cannot parse gateway address from: $line"
-wait_http gateway "$GW_PID" "$GW_BASE/readyz"
-
-# Reference: haproxy in HTTP mode in front of the same mock. It cannot listen on :0 and
-# report the port, so a free port is picked (bind to :0 and release it) and passed in;
-# if another process grabs it in between, haproxy fails to bind and we try a new one.
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-# write_ref_config PORT
-write_ref_config() {
-    local mock_hostport="${MOCK_BASE#http://}"
-    mock_hostport="${mock_hostport%/v1}"
-    cat >"$TMP/haproxy.cfg" <<EOF
-global
-    nbthread $REF_THREADS
-    maxconn 4096
-
-defaults
-    mode http
-    option http-keep-alive
-    http-reuse always
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    timeout http-request 10s
-    timeout http-keep-alive 30s
-
-frontend bench
-    bind 127.0.0.1:$1
-    default_backend mock
-
-backend mock
-    server mock $mock_hostport
-EOF
-}
+# The gateway logs at LOG_LEVEL (default info: one JSON access line per request).
+spawn gateway env -u RUST_LOG -u SWITCHYARD_LOG "$BIN" --log-level "$LOG_LEVEL" \
+    serve --config "$TMP/config" --listen 127.0.0.1:0
+GW_PID=$PID
+listening gateway
+GW_BASE="$URL"
+wait_http gateway "$GW_BASE/readyz"
 
 REF_PID=""
 if [ "$HAVE_REF" = 1 ]; then
-    attempt=0
-    while :; do
-        attempt=$((attempt + 1))
-        REF_PORT="$(free_port)" || REF_PORT=""
-        is_uint "$REF_PORT" || die "could not pick a free port with python3"
-        write_ref_config "$REF_PORT"
-        haproxy -c -q -f "$TMP/haproxy.cfg" >"$TMP/haproxy.out" 2>"$TMP/haproxy.err" ||
-            { show_logs haproxy; die "haproxy rejected the generated config $TMP/haproxy.cfg"; }
-        # -db: stay in the foreground, single process; the exec makes $! haproxy itself.
-        (exec haproxy -db -f "$TMP/haproxy.cfg") >"$TMP/haproxy.out" 2>"$TMP/haproxy.err" &
-        REF_PID=$!; PIDS+=("$REF_PID")
-        REF_BASE="http://127.0.0.1:$REF_PORT"
-        tries=100 # ~10 s; GET /v1/models goes through haproxy to the mock
-        while [ "$tries" -gt 0 ]; do
-            curl -fsS -o /dev/null --max-time 1 "$REF_BASE/v1/models" 2>/dev/null && break
-            kill -0 "$REF_PID" 2>/dev/null || break
-            sleep 0.1; tries=$((tries - 1))
-        done
-        if [ "$tries" -gt 0 ] && kill -0 "$REF_PID" 2>/dev/null; then break; fi
-        if ! kill -0 "$REF_PID" 2>/dev/null && [ "$attempt" -lt 5 ] &&
-            grep -qiE 'cannot bind|address already in use' "$TMP/haproxy.err"; then
-            log "haproxy could not bind 127.0.0.1:$REF_PORT; trying another port"
-            continue
-        fi
-        show_logs haproxy
-        if kill -0 "$REF_PID" 2>/dev/null; then die "haproxy: $REF_BASE/v1/models not ready after 100 tries"; fi
-        die "haproxy exited while starting (attempt $attempt)"
-    done
+    mock_hostport="${MOCK_BASE#http://}"
+    start_haproxy haproxy "${mock_hostport%/v1}" "$REF_THREADS"
+    REF_PID=$PID
+    REF_BASE="$URL"
     REF_URL="$REF_BASE/v1/chat/completions"
 fi
 

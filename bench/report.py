@@ -93,11 +93,18 @@ HEADER = len(out)
 
 # --- non-streaming --------------------------------------------------------------------
 w("## Added latency, non-streaming (wrk, closed loop, zero-delay upstream, pool of 4)\n")
-head = "| c | direct p50 / p99 µs | direct rps |" + "".join(
+# HAProxy (HTTP mode, 2 threads) in front of the same mock, when run.sh ran it (REFERENCE).
+HAVE_REF = any(run(f"plain-haproxy-c{c}") for c in CONCS)
+if HAVE_REF:
+    w("HAProxy: a mature C proxy in front of the same mock, in the same run: what one proxy "
+      "hop costs on this machine.\n")
+head = "| c | direct p50 / p99 µs | direct rps |" + (
+    " HAProxy +p50 / +p99 µs | HAProxy rps |" if HAVE_REF else "") + "".join(
     f" {s} +p50 / +p99 µs | {s} rps |" for s in STRATEGIES)
 w(head)
-w("|---:|---:|---:|" + "---:|---:|" * len(STRATEGIES))
-best = {"direct": 0.0, "gw": 0.0}
+w("|---:|---:|---:|" + "---:|---:|" * (len(STRATEGIES) + HAVE_REF))
+best = {"direct": 0.0, "gw": 0.0, "ref": 0.0}
+ref_c1 = ""
 served = {"requests": 0, "errors": 0}
 for c in CONCS:
     d = run(f"plain-direct-c{c}")
@@ -107,6 +114,17 @@ for c in CONCS:
     row = f"| {c} | {fmt_us(d['p50'])} / {fmt_us(d['p99'])} | {d['rps']:,.0f} |"
     if d["errors"]:
         dirty.append(f"plain-direct-c{c}: {d['errors']} errors")
+    if HAVE_REF:
+        h = run(f"plain-haproxy-c{c}")
+        if h is None:
+            row += " - | - |"
+        else:
+            if h["errors"]:
+                dirty.append(f"plain-haproxy-c{c}: {h['errors']} errors of {h['requests']}")
+            best["ref"] = max(best["ref"], h["rps"])
+            row += f" {h['p50'] - d['p50']:+,.0f} / {h['p99'] - d['p99']:+,.0f} | {h['rps']:,.0f} |"
+            if c == 1:
+                ref_c1 = f" (HAProxy: {h['p50'] - d['p50']:+,.0f} / {h['p99'] - d['p99']:+,.0f} µs)"
     for s in STRATEGIES:
         g = run(f"plain-{s}-c{c}")
         if g is None:
@@ -117,7 +135,7 @@ for c in CONCS:
         best["gw"] = max(best["gw"], g["rps"])
         served["requests"] += g["requests"]
         served["errors"] += g["errors"]
-        row += f" +{g['p50'] - d['p50']:,.0f} / +{g['p99'] - d['p99']:,.0f} | {g['rps']:,.0f} |"
+        row += f" {g['p50'] - d['p50']:+,.0f} / {g['p99'] - d['p99']:+,.0f} | {g['rps']:,.0f} |"
         if c == 1:
             a50, a99 = g["p50"] - d["p50"], g["p99"] - d["p99"]
             miss = []
@@ -126,7 +144,7 @@ for c in CONCS:
             if a99 > 100:
                 miss.append(f"p99 {a99 - 100:.0f} µs over")
             targets.append((f"added latency, non-streaming, c=1, {s}",
-                            "p50 ≤ 40 µs, p99 ≤ 100 µs", f"+{a50:.0f} / +{a99:.0f} µs",
+                            "p50 ≤ 40 µs, p99 ≤ 100 µs", f"{a50:+.0f} / {a99:+.0f} µs{ref_c1}",
                             verdict(not miss, ", ".join(miss))))
     w(row)
 w("")
@@ -136,11 +154,14 @@ if served["requests"]:
                     f"{ok_share:.3%} of {served['requests']:,}", verdict(ok_share >= 0.95)))
 if best["direct"]:
     ratio = best["gw"] / best["direct"]
+    ref = ""
+    if best["ref"]:
+        ref = f" (HAProxy: {best['ref']:,.0f} rps = {best['ref'] / best['direct']:.0%})"
     w(f"Throughput: best gateway {best['gw']:,.0f} rps vs best direct {best['direct']:,.0f} rps "
-      f"= {ratio:.0%} (the gateway's CPU comes out of the same two cores as the load "
-      "generator's and the mock's).\n")
+      f"= {ratio:.0%}{ref}. The gateway's CPU comes out of the same two cores as the load "
+      "generator's and the mock's.\n")
     targets.append(("throughput through switchyard, zero-delay upstream", "≥ 60 % of direct",
-                    f"{ratio:.0%}", verdict(ratio >= 0.6, f"{(0.6 - ratio) * 100:.0f} points short")))
+                    f"{ratio:.0%}{ref}", verdict(ratio >= 0.6, f"{(0.6 - ratio) * 100:.0f} points short")))
 
 # --- spread over the pool -------------------------------------------------------------
 w("### How each strategy spread the measured requests over the four mocks\n")
@@ -192,7 +213,7 @@ for c in CONCS:
         t99 = g["ttfc_us"]["p99"] - d["ttfc_us"]["p99"]
         c50 = g["chunk_us"]["p50"] - d["chunk_us"]["p50"]
         c99 = g["chunk_us"]["p99"] - d["chunk_us"]["p99"]
-        row += f" +{t50:,} / +{t99:,} | +{c50:,} / +{c99:,} |"
+        row += f" {t50:+,} / {t99:+,} | {c50:+,} / {c99:+,} |"
         if c == 1:
             miss = []
             if t99 > 200:
@@ -200,7 +221,7 @@ for c in CONCS:
             if c99 > 5:
                 miss.append(f"chunk {c99 - 5} µs over")
             targets.append((f"streaming, c=1, {s}: added TTFC p99 / per-chunk p99",
-                            "≤ 200 µs / ≤ 5 µs", f"+{t99} / +{c99} µs",
+                            "≤ 200 µs / ≤ 5 µs", f"{t99:+} / {c99:+} µs",
                             verdict(not miss, ", ".join(miss))))
     w(row)
 w("")
@@ -223,7 +244,7 @@ if od and og:
     if og["errors"]:
         miss.append(f"{og['errors']} errors")
     targets.append((f"added p99 under load, 60 ms upstream, {a.open_rate:,} requests/s",
-                    "≤ 1 ms, zero errors", f"+{added:,.0f} µs, {og['errors']} errors",
+                    "≤ 1 ms, zero errors", f"{added:+,.0f} µs, {og['errors']} errors",
                     verdict(ok, ", ".join(miss))))
 
 # --- held streams ---------------------------------------------------------------------

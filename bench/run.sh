@@ -23,6 +23,8 @@
 #   STREAMS="1000 5000 10000"   streams held open at once
 #   SOAK_SECS=60        soak length (600 for the 10-minute soak)
 #   CRITERION=1         0 skips the criterion benchmarks
+#   REFERENCE=haproxy   HAProxy in front of the same mock, measured beside the gateway in 1
+#                       and 3 (what a mature C proxy costs on this machine); none skips it
 #   SWITCHYARD_BIN=...  use this binary (and target/release/examples/streamload beside it)
 #   OUT=bench/results/YYYY-MM-DD.md
 # Exit codes: 0 report written (targets may FAIL: the report says by how much), 2 setup
@@ -38,73 +40,34 @@ OPEN_RATE="${OPEN_RATE:-5000}"
 STREAMS="${STREAMS:-1000 5000 10000}"
 SOAK_SECS="${SOAK_SECS:-60}"
 CRITERION="${CRITERION:-1}"
+REFERENCE="${REFERENCE:-haproxy}"
 OUT="${OUT:-$ROOT/bench/results/$(date -u +%F).md}"
 TOKEN="bench-admin-token"
 STARTED=$(date +%s)
 
+SCRIPT=run.sh
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 log() { printf '[%4ss] %s\n' "$(($(date +%s) - STARTED))" "$*" >&2; }
-die() { log "run.sh: error: $*"; exit 2; }
 
-# --- tools ------------------------------------------------------------------------------
-need_apt=()
-for tool in curl python3 wrk; do command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool"); done
-if [ "${#need_apt[@]}" -gt 0 ]; then
-    log "installing ${need_apt[*]} from Debian"
-    SUDO=(); [ "$(id -u)" -eq 0 ] || SUDO=(sudo)
-    "${SUDO[@]}" apt-get update -qq >&2
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >&2
-fi
-[ -x "$HOME/.cargo/bin/cargo" ] && PATH="$HOME/.cargo/bin:$PATH"
+need_tools curl python3 wrk
+[ "$REFERENCE" = none ] || need_tools haproxy
 # 10,000 streams need 20,000+ descriptors in the gateway (client and upstream sides).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 
-# --- build ------------------------------------------------------------------------------
-if [ -n "${SWITCHYARD_BIN:-}" ]; then
-    BIN="$SWITCHYARD_BIN"
-    LOAD="$(dirname "$BIN")/examples/streamload"
-else
-    log "cargo build --release"
-    (cd "$ROOT" && cargo build --release --locked --bin switchyard --example streamload >&2)
-    TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
-    BIN="$TARGET/release/switchyard"
-    LOAD="$TARGET/release/examples/streamload"
-fi
-[ -x "$BIN" ] || die "no switchyard binary at $BIN"
+switchyard_bin --bin switchyard --example streamload
+LOAD="$(dirname "$BIN")/examples/streamload"
 [ -x "$LOAD" ] || die "no streamload at $LOAD (cargo build --release --example streamload)"
 
-# --- processes --------------------------------------------------------------------------
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/switchyard-bench.XXXXXX")"
+bench_tmp switchyard-bench
 RES="$TMP/results"; mkdir -p "$RES"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
-# start NAME ARGS...: run switchyard ARGS in the background, wait for its address line;
-# sets PID and URL.
+# start NAME ARGS...: switchyard ARGS in the background (no RUST_LOG from the caller's
+# shell); waits for its address line and sets PID and URL.
 start() {
     local name="$1"; shift
-    env -u RUST_LOG "$BIN" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
-    local pid=$!; PIDS+=("$pid")
-    for _ in $(seq 300); do
-        if grep -qm1 'listening on http://' "$TMP/$name.out" 2>/dev/null; then
-            PID="$pid"
-            URL="$(grep -om1 'http://[0-9.:]*' "$TMP/$name.out")"
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || { cat "$TMP/$name.err" >&2; die "$name exited"; }
-        sleep 0.1
-    done
-    die "$name printed no address in 30 s"
+    spawn "$name" env -u RUST_LOG -u SWITCHYARD_LOG "$BIN" "$@"
+    listening "$name"
 }
 
 MOCKS=()
@@ -154,6 +117,11 @@ EOF
 start gateway --log-level info serve --config "$TMP/config" --listen 127.0.0.1:0
 GW_PID="$PID"; GW="$URL"
 DIRECT="${MOCKS[0]}"
+REF=""
+if [ "$REFERENCE" != none ]; then
+    start_haproxy haproxy "${DIRECT#http://}" 2
+    REF="$URL"
+fi
 curl -fsS -o /dev/null "$GW/readyz" || die "gateway not ready"
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
@@ -203,6 +171,10 @@ pair_runs() { # C: warm-up + measured run, direct then each strategy
     local c="$1"
     [ "$WARMUP" = 0 ] || wrk_run warm "$DIRECT" "$BODY_DIRECT" "$WARMUP" "$c"
     wrk_run "plain-direct-c$c" "$DIRECT" "$BODY_DIRECT" "$DURATION" "$c"
+    if [ -n "$REF" ]; then
+        [ "$WARMUP" = 0 ] || wrk_run warm "$REF" "$BODY_DIRECT" "$WARMUP" "$c"
+        wrk_run "plain-haproxy-c$c" "$REF" "$BODY_DIRECT" "$DURATION" "$c"
+    fi
     for s in $STRATEGIES; do
         strategy "$s"
         [ "$WARMUP" = 0 ] || wrk_run warm "$GW" "$BODY_GW" "$WARMUP" "$c"
