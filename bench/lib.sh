@@ -137,6 +137,7 @@ global
 defaults
     mode http
     option http-keep-alive
+    option http-no-delay
     http-reuse always
     timeout connect 5s
     timeout client 60s

@@ -7,7 +7,8 @@
 #   1. added latency p50/p99, non-streaming (wrk), at concurrency 1, 64 and 256, for the
 #      pool's strategy switched at run time to round_robin, p2c and score;
 #   2. the same for streams (examples/streamload.rs): time to first chunk and per-chunk latency
-#      (the mock stamps each chunk with the time it wrote it);
+#      (the mock stamps each chunk with the time it wrote it); and per-chunk latency of streams
+#      paced 2 ms apart at c=1 (one hop per chunk, no burst to wait behind);
 #   3. throughput through the gateway vs direct (the best of the runs above);
 #   4. added p99 under load: about 5,000 requests/s for DURATION s on a 60 ms upstream;
 #   5. concurrent streams (64 chunks, 20 ms apart) held open at once: 1,000, 5,000, 10,000;
@@ -187,6 +188,10 @@ stream_runs() {
     local c="$1"
     "$LOAD" --addr "${DIRECT#http://}" --model bench latency --concurrency "$c" \
         --duration "$DURATION" --warmup "$WARMUP" >"$RES/stream-direct-c$c.json"
+    if [ -n "$REF" ]; then
+        "$LOAD" --addr "${REF#http://}" --model bench latency --concurrency "$c" \
+            --duration "$DURATION" --warmup "$WARMUP" >"$RES/stream-haproxy-c$c.json"
+    fi
     for s in $STRATEGIES; do
         strategy "$s"
         "$LOAD" --addr "${GW#http://}" --model bench_pool latency --concurrency "$c" \
@@ -203,6 +208,19 @@ for c in $CONCURRENCY; do
     stream_runs "$c"
 done
 strategy round_robin
+
+# 2b: one hop per chunk: streams paced like a model's tokens (2 ms apart), c=1, so a chunk's
+# latency is its own trip, not its wait behind the burst before it.
+behave '{"stamp_chunks":true,"stream_chunks":16,"tokens_per_s":500}'
+log "paced streams, c=1: direct, haproxy, gateway"
+"$LOAD" --addr "${DIRECT#http://}" --model bench latency --concurrency 1 \
+    --duration "$DURATION" --warmup "$WARMUP" >"$RES/paced-direct.json"
+if [ -n "$REF" ]; then
+    "$LOAD" --addr "${REF#http://}" --model bench latency --concurrency 1 \
+        --duration "$DURATION" --warmup "$WARMUP" >"$RES/paced-haproxy.json"
+fi
+"$LOAD" --addr "${GW#http://}" --model bench_pool latency --concurrency 1 \
+    --duration "$DURATION" --warmup "$WARMUP" >"$RES/paced-gw.json"
 
 # 4: a steady 5,000 requests/s on a 60 ms upstream. wrk is closed loop: it keeps
 # OPEN_RATE x 60 ms connections busy, which makes that rate as long as latency holds; the
