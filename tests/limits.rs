@@ -1,5 +1,6 @@
 //! End to end: limits through the real binary against mock upstreams (separate processes).
-//! Counts are taken at the mocks (requests seen, their own maximum in flight).
+//! Counts are taken at the mocks (requests seen, their own maximum of chat calls in flight:
+//! what a concurrency limit bounds, whatever else reaches the mock's port meanwhile).
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 mod common;
@@ -99,7 +100,7 @@ async fn two_hundred_concurrent_requests_never_put_more_than_ten_in_flight_and_e
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    let max = stats(&c, &a).await["max_in_flight"].as_u64().unwrap();
+    let max = stats(&c, &a).await["max_chat_in_flight"].as_u64().unwrap();
     assert!(max <= 10, "{max} in flight at the upstream");
     let ok = results.iter().filter(|(s, _)| *s == 200).count();
     assert!(ok >= 10, "{ok}");
@@ -224,8 +225,8 @@ async fn an_echelon_concurrency_limit_caps_the_whole_tier() {
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    let total_max = stats(&c, &a).await["max_in_flight"].as_u64().unwrap()
-        + stats(&c, &b).await["max_in_flight"].as_u64().unwrap();
+    let total_max = stats(&c, &a).await["max_chat_in_flight"].as_u64().unwrap()
+        + stats(&c, &b).await["max_chat_in_flight"].as_u64().unwrap();
     assert!(total_max <= 3 + 3, "{total_max}");
     let ok = statuses.iter().filter(|s| **s == 200).count();
     assert!((3..20).contains(&ok), "{statuses:?}");
@@ -398,7 +399,14 @@ async fn with_a_queue_requests_wait_for_room_fairly_between_clients_and_not_past
         .map(Result::unwrap)
         .collect();
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    assert_eq!(stats(&c, &a).await["max_in_flight"], 1);
+    // Nine chat calls reached the upstream, one per request, never two at once. (Counted
+    // per chat call: a stray `GET /v1/models` on the mock's port is no call of this gateway.)
+    let seen = stats(&c, &a).await;
+    assert_eq!(
+        (seen["chat"].as_u64(), seen["max_chat_in_flight"].as_u64()),
+        (Some(9), Some(1)),
+        "{seen}"
+    );
     let order = order.lock().unwrap().clone();
     let quiet_at = order.iter().position(|w| *w == "quiet").unwrap();
     // At most the request in flight and the noisy waiter whose turn came first go before it.

@@ -36,7 +36,7 @@ pub(crate) async fn serve_api(
     call: Call,
     req: Request,
 ) -> Response {
-    let in_flight = shared.stats.in_flight();
+    let in_flight = shared.stats.in_flight(call.endpoint());
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await;
     let admission = shared.admit(call.endpoint());

@@ -20,6 +20,8 @@ pub struct MockStats {
     chunks_sent: AtomicU64,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
+    chat_in_flight: AtomicU64,
+    max_chat_in_flight: AtomicU64,
 }
 
 /// A copy of [`MockStats`] at one moment.
@@ -52,6 +54,10 @@ pub struct StatsSnapshot {
     pub in_flight: u64,
     /// The most API requests in flight at once so far.
     pub max_in_flight: u64,
+    /// The most chat requests (the requests [`StatsSnapshot::chat`] counts) in flight at once
+    /// so far: what a concurrency limit bounds, whatever else (a `/v1/models` probe, from any
+    /// client) reaches the mock meanwhile.
+    pub max_chat_in_flight: u64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -74,6 +80,7 @@ impl MockStats {
             chunks_sent: get(&self.chunks_sent),
             in_flight: get(&self.in_flight),
             max_in_flight: get(&self.max_in_flight),
+            max_chat_in_flight: get(&self.max_chat_in_flight),
         }
     }
 
@@ -104,21 +111,36 @@ impl MockStats {
         bump(&self.chunks_sent);
     }
 
-    /// Marks one request in flight until the returned guard is dropped.
-    pub(crate) fn in_flight(self: &Arc<Self>) -> InFlight {
+    /// Marks one request to `endpoint` in flight until the returned guard is dropped.
+    pub(crate) fn in_flight(self: &Arc<Self>, endpoint: Endpoint) -> InFlight {
         let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         self.max_in_flight.fetch_max(now, Ordering::Relaxed);
-        InFlight(Arc::clone(self))
+        let chat = endpoint == Endpoint::Chat;
+        if chat {
+            let now = self.chat_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+            self.max_chat_in_flight.fetch_max(now, Ordering::Relaxed);
+        }
+        InFlight {
+            stats: Arc::clone(self),
+            chat,
+        }
     }
 }
 
-/// Holds one unit of `in_flight`; dropping it (reply done, stream ended, client gone) releases it.
+/// Holds one unit of `in_flight` (and of the chat count, for a chat request); dropping it
+/// (reply done, stream ended, client gone) releases it.
 #[derive(Debug)]
-pub(crate) struct InFlight(Arc<MockStats>);
+pub(crate) struct InFlight {
+    stats: Arc<MockStats>,
+    chat: bool,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.chat {
+            self.stats.chat_in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -132,10 +154,11 @@ mod tests {
         assert_eq!(stats.count_request(Endpoint::Chat), 1);
         assert_eq!(stats.count_request(Endpoint::Models), 2);
         stats.count_failed();
-        let guard = stats.in_flight();
-        let second = stats.in_flight();
+        let guard = stats.in_flight(Endpoint::Chat);
+        let second = stats.in_flight(Endpoint::Models);
         assert_eq!(stats.snapshot().in_flight, 2);
         assert_eq!(stats.snapshot().max_in_flight, 2);
+        assert_eq!(stats.snapshot().max_chat_in_flight, 1);
         drop(guard);
         drop(second);
         let s = stats.snapshot();
@@ -147,6 +170,7 @@ mod tests {
                 models: 1,
                 failed: 1,
                 max_in_flight: 2,
+                max_chat_in_flight: 1,
                 ..StatsSnapshot::default()
             }
         );

@@ -336,7 +336,7 @@ mod tests {
             fault: None,
             stamp: false,
         };
-        let guard = stats.in_flight();
+        let guard = stats.in_flight(crate::mock::request::Endpoint::Chat);
         let response = sse_response(plan, Arc::clone(&stats), Lifecycle::new(), guard);
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let text = String::from_utf8(body.to_vec()).unwrap();
@@ -372,7 +372,7 @@ mod tests {
             stamp: true,
         };
         let before = unix_micros();
-        let guard = stats.in_flight();
+        let guard = stats.in_flight(crate::mock::request::Endpoint::Chat);
         let response = sse_response(plan, Arc::clone(&stats), Lifecycle::new(), guard);
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let after = unix_micros();

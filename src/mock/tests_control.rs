@@ -38,6 +38,7 @@ async fn stats_count_api_requests_only() {
         embeddings: 1,
         models: 1,
         max_in_flight: 1,
+        max_chat_in_flight: 1,
         ..StatsSnapshot::default()
     };
     assert_eq!(from_http, want);
