@@ -254,3 +254,97 @@ async fn the_echelon_ttft_timeout_fails_a_silent_stream_over() {
     );
     assert_eq!(requests_seen(&client(), &a).await, 1);
 }
+
+/// A burst (an upstream writing many events at once) leaves the gateway in fewer writes than
+/// events, every event intact and in order; a paced stream (events milliseconds apart) is
+/// forwarded event by event. Read as raw HTTP/1.1 chunks: each chunk is one write.
+#[tokio::test]
+async fn a_burst_is_forwarded_in_fewer_writes_and_a_paced_stream_chunk_by_chunk() {
+    let burst = mock("a", &["--stream-chunks", "64"]);
+    let paced = mock("b", &["--stream-chunks", "8", "--tokens-per-s", "100"]);
+    let t = Tree::new();
+    t.file(
+        "providers/up.toml",
+        &format!(
+            "[provider]\ntype = \"openai\"\n[models.burst]\nbase_url = \"{}/v1\"\n[models.paced]\nbase_url = \"{}/v1\"\n",
+            burst.url, paced.url
+        ),
+    );
+    t.file(
+        "_registry.toml",
+        "[providers]\nup = { file = \"providers/up.toml\" }\n",
+    );
+    let gw = gateway(t.path());
+
+    let (writes, events) = raw_stream(&gw, "up:burst").await;
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let text: String = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect();
+    let want: String = (1..=64).map(|i| format!(" {i}")).collect();
+    assert_eq!(text, format!("[a] mock reply{want}"), "{events:?}");
+    // Event by event it takes a write per event (66 for these 67); gathered, a handful. The
+    // bound leaves room for a loaded machine splitting the burst where it pauses.
+    assert!(
+        writes * 4 <= events.len() * 3,
+        "{} events in {writes} writes: the burst was not gathered",
+        events.len()
+    );
+
+    let (writes, events) = raw_stream(&gw, "up:paced").await;
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    // One write per event (the held-back role chunk goes with the first content, the finish
+    // chunk with [DONE]): nothing waits to be gathered. The bound leaves room for a loaded
+    // machine delivering two paced events at once.
+    assert!(writes * 2 >= events.len(), "{writes} writes of {events:?}");
+}
+
+/// POST a streamed chat over a raw HTTP/1.1 connection (`connection: close`) and read the
+/// chunked body: how many chunks (writes) it came in, and its SSE `data:` payloads.
+async fn raw_stream(gw: &Proc, model: &str) -> (usize, Vec<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = gw.url.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body =
+        json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "hi"}]})
+            .to_string();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(30), s.read_to_end(&mut raw))
+        .await
+        .expect("the stream did not end in 30 s")
+        .unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    let (mut rest, mut chunks, mut sse) = (&raw[split + 4..], 0, Vec::new());
+    loop {
+        let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap(), 16).unwrap();
+        rest = &rest[eol + 2..];
+        if size == 0 {
+            break;
+        }
+        chunks += 1;
+        sse.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+    let events = String::from_utf8(sse)
+        .unwrap()
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: ").map(String::from))
+        .collect();
+    (chunks, events)
+}

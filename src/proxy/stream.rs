@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use super::translate::UpBody;
 use axum::body::Body;
 use axum::response::Response;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -45,6 +46,10 @@ const DONE: &[u8] = b"data: [DONE]\n\n";
 const MAX_HELD_BYTES: usize = 64 << 10;
 /// Stop holding back non-content events past this many events and commit anyway.
 const MAX_HELD_EVENTS: usize = 32;
+/// Most bytes of a burst gathered into one write to the client (64 KiB).
+const GATHER_MAX: usize = 64 << 10;
+/// Chunks closer together than this are a burst, gathered into one write (see [`gather`]).
+const BURST_GAP: Duration = Duration::from_micros(500);
 
 /// Await the stream's commit point (its first content event), then hand the client a
 /// response that replays the held-back events and forwards the rest as it arrives. Every
@@ -87,6 +92,8 @@ pub(super) async fn start(
         attempt_ttft,
         idle,
         scan,
+        ahead: None,
+        last_chunk: Instant::now(),
         finished: false,
     };
     let body = futures_util::stream::unfold(State::First(first, live), next);
@@ -109,8 +116,13 @@ async fn next(state: State) -> Option<(Result<Bytes, Infallible>, State)> {
         State::Live(live) => live,
         State::Done => return None,
     };
-    match tokio::time::timeout(live.idle, next_data(&mut live.body)).await {
+    let read = match live.ahead.take() {
+        Some(end) => Ok(end),
+        None => tokio::time::timeout(live.idle, next_data(&mut live.body)).await,
+    };
+    match read {
         Ok(Some(Ok(chunk))) => {
+            let chunk = gather(&mut live, chunk).await;
             live.scan.feed(&chunk);
             Some((Ok(chunk), State::Live(live)))
         }
@@ -148,6 +160,10 @@ struct Live {
     attempt_ttft: Duration,
     idle: Duration,
     scan: Scan,
+    /// What [`gather`] read past the chunks it joined: the end or an error, for the next call.
+    ahead: Option<Option<Result<Bytes, hyper::Error>>>,
+    /// When the last chunk came (bursts are gathered).
+    last_chunk: Instant,
     finished: bool,
 }
 
@@ -234,6 +250,46 @@ impl Drop for Live {
 }
 
 /// The next data frame of a body (trailers skipped).
+/// The chunks of a burst (what the upstream wrote at once), in one write to the client.
+///
+/// hyper hands an upstream body over one chunk at a time, and its connection task decodes the
+/// next chunk only once this one is taken. Forwarded as they come, the 16 chunks of a burst
+/// are 16 writes and 16 wake-ups of the client, each chunk queued behind the writes of the
+/// ones before it. So when chunks come close together (the last one less than [`BURST_GAP`]
+/// ago), this lets the connection task run (it takes two yields of this task) and joins
+/// whatever it decoded meanwhile, up to [`GATHER_MAX`] bytes. A paced stream (a model's
+/// tokens, milliseconds apart) never gathers and pays nothing. An end or error found on the
+/// way is kept in `live.ahead` for the next call.
+async fn gather(live: &mut Live, first: Bytes) -> Bytes {
+    let now = Instant::now();
+    let burst = now.duration_since(live.last_chunk) < BURST_GAP;
+    live.last_chunk = now;
+    if !burst {
+        return first;
+    }
+    let mut out: Option<BytesMut> = None;
+    let mut misses = 0;
+    while misses < 2 {
+        tokio::task::yield_now().await;
+        match next_data(&mut live.body).now_or_never() {
+            None => misses += 1,
+            Some(Some(Ok(more))) => {
+                misses = 0;
+                let buf = out.get_or_insert_with(|| BytesMut::from(&first[..]));
+                buf.extend_from_slice(&more);
+                if buf.len() >= GATHER_MAX {
+                    break;
+                }
+            }
+            Some(end) => {
+                live.ahead = Some(end);
+                break;
+            }
+        }
+    }
+    out.map_or(first, BytesMut::freeze)
+}
+
 async fn next_data(body: &mut UpBody) -> Option<Result<Bytes, hyper::Error>> {
     loop {
         match body.frame().await? {
