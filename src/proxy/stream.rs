@@ -14,8 +14,9 @@
 //! `[DONE]`, recorded against the instance.
 //!
 //! Only the held-back events are parsed. After the commit point a light scanner watches the
-//! `data:` lines going past for `[DONE]` and `usage`, without re-framing or copying the chunks
-//! it forwards.
+//! `data:` lines going past for `[DONE]` and `usage`, without re-framing the chunks it
+//! forwards. Chunks that arrive in a burst are joined into one write ([`gather`]); a paced
+//! chunk is forwarded as it is, uncopied.
 
 use std::convert::Infallible;
 use std::sync::Arc;
