@@ -250,7 +250,6 @@ impl Drop for Live {
     }
 }
 
-/// The next data frame of a body (trailers skipped).
 /// The chunks of a burst (what the upstream wrote at once), in one write to the client.
 ///
 /// hyper hands an upstream body over one chunk at a time, and its connection task decodes the
@@ -291,6 +290,7 @@ async fn gather(live: &mut Live, first: Bytes) -> Bytes {
     out.map_or(first, BytesMut::freeze)
 }
 
+/// The next data frame of a body (trailers skipped).
 async fn next_data(body: &mut UpBody) -> Option<Result<Bytes, hyper::Error>> {
     loop {
         match body.frame().await? {
